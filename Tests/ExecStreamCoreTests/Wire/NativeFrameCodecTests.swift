@@ -1,0 +1,73 @@
+import ExecStreamCore
+import NIOCore
+import Testing
+
+@Suite("Native frame codec")
+struct NativeFrameCodecTests {
+    func encoded(_ frames: [NativeFrame]) -> [UInt8] {
+        var buffer = ByteBuffer()
+        for frame in frames {
+            NativeFrameEncoder.encode(frame, into: &buffer)
+        }
+        return Array(buffer.readableBytesView)
+    }
+
+    @Test("exact bytes: [channel][u32 big-endian length][payload]")
+    func exactBytes() {
+        #expect(self.encoded([.data(.stdout, ByteBuffer(string: "hi"))]) == [1, 0, 0, 0, 2, 0x68, 0x69])
+        #expect(self.encoded([.data(.stdin, ByteBuffer())]) == [0, 0, 0, 0, 0])
+        #expect(self.encoded([.close(.stdin)]) == [0xFF, 0, 0, 0, 1, 0])
+        var header = ByteBuffer()
+        NativeFrameEncoder.writeHeader(channel: 2, payloadByteCount: 0x0102_0304, into: &header)
+        #expect(Array(header.readableBytesView) == [2, 1, 2, 3, 4])
+    }
+
+    @Test("decoding a stream split at every byte")
+    func splitStream() throws {
+        let frames: [NativeFrame] = [
+            .data(.stdin, ByteBuffer(string: "echo hi\n")), .data(.resize, ByteBuffer(string: #"{"Width":80,"Height":24}"#)),
+            .data(.stdin, ByteBuffer()), .close(.stdin),
+        ]
+        let bytes = self.encoded(frames)
+        for split in 0...bytes.count {
+            var decoder = NativeFrameDecoder()
+            var buffer = ByteBuffer(bytes: bytes[..<split])
+            var decoded: [NativeFrame] = []
+            while let frame = try decoder.decode(buffer: &buffer) {
+                decoded.append(frame)
+            }
+            buffer.discardReadBytes()
+            buffer.writeBytes(bytes[split...])
+            while let frame = try decoder.decodeLast(buffer: &buffer, seenEOF: true) {
+                decoded.append(frame)
+            }
+            #expect(decoded == frames, "split at \(split)")
+        }
+    }
+
+    @Test("malformed frames are typed errors", arguments: [
+        [5, 0, 0, 0, 0], [0xFE, 0, 0, 0, 0], [0xFF, 0, 0, 0, 2, 0, 0], [0xFF, 0, 0, 0, 0], [0xFF, 0, 0, 0, 1, 7],
+    ] as [[UInt8]])
+    func malformed(bytes: [UInt8]) {
+        var decoder = NativeFrameDecoder()
+        var buffer = ByteBuffer(bytes: bytes)
+        let error = #expect(throws: ExecStreamError.self) { _ = try decoder.decode(buffer: &buffer) }
+        #expect(error?.code == .malformedInput)
+    }
+
+    @Test("an oversized frame is refused from its header alone")
+    func oversized() {
+        var decoder = NativeFrameDecoder(maxPayloadByteCount: 4)
+        var buffer = ByteBuffer(bytes: [1, 0, 0, 0, 5])
+        let error = #expect(throws: ExecStreamError.self) { _ = try decoder.decode(buffer: &buffer) }
+        #expect(error?.code == .messageTooLarge)
+    }
+
+    @Test("a stream ending inside a frame is an error")
+    func truncated() {
+        var decoder = NativeFrameDecoder()
+        var buffer = ByteBuffer(bytes: [1, 0, 0, 0, 3, 0x61])
+        let error = #expect(throws: ExecStreamError.self) { _ = try decoder.decodeLast(buffer: &buffer, seenEOF: true) }
+        #expect(error?.code == .malformedInput)
+    }
+}

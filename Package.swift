@@ -49,6 +49,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // `make bench`: figures printed from one run, never asserted.
+        .executableTarget(
+            name: "ExecStreamBenchmarks",
+            dependencies: [
+                "ExecStreamCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/ExecStreamBenchmarks",
+            swiftSettings: strictSettings
+        ),
+
         .testTarget(
             name: "CNghttp2Tests",
             dependencies: ["CNghttp2"],

@@ -97,11 +97,17 @@ public struct IORegistryStateMachine: Sendable {
 
     /// Time passed: collect channels past their linger TTL and forget expired tombstones.
     public mutating func tick(now: NIODeadline) -> [Expiry] {
-        self.tombstones = self.tombstones.filter { $0.value > now }
+        if self.tombstones.values.contains(where: { $0 <= now }) {
+            self.tombstones = self.tombstones.filter { $0.value > now }
+        }
         var expiries: [Expiry] = []
-        for id in self.channels.keys {
-            guard let effects = self.channels[id]?.tick(now: now) else { continue }
-            expiries.append(Expiry(id: id, effects: effects))
+        // Mutate in place through the values view: no copy of the dictionary.
+        var index = self.channels.startIndex
+        while index != self.channels.endIndex {
+            if let effects = self.channels.values[index].tick(now: now) {
+                expiries.append(Expiry(id: self.channels.keys[index], effects: effects))
+            }
+            self.channels.formIndex(after: &index)
         }
         for expiry in expiries {
             self.bury(expiry.id, now: now)

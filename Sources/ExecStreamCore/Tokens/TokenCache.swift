@@ -90,7 +90,11 @@ public struct TokenCache<Request: Sendable>: Sendable {
         }
         var token: StreamingToken
         repeat {
-            let bytes = (0..<StreamingToken.randomByteCount).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(StreamingToken.randomByteCount)
+            while bytes.count < StreamingToken.randomByteCount {
+                withUnsafeBytes(of: generator.next()) { bytes.append(contentsOf: $0) }
+            }
             token = StreamingToken(rawValue: Base64.encodeURLSafeUnpadded(bytes))
         } while self.entries[token] != nil
         self.entries[token] = Entry(kind: kind, request: request, expiry: now + self.configuration.ttl)

@@ -263,64 +263,69 @@ struct IOChannelStateMachine {
 
     /// The producer read a chunk. An empty chunk changes nothing (it is not end of stream).
     mutating func produced(_ chunk: ByteBuffer, by producer: ProducerGeneration, now: NIODeadline) -> IOChannelOutcome {
-        switch self.state {
-        case .producing(var producing):
-            guard producing.producer == producer else { return .rejected(.staleGeneration) }
-            guard chunk.readableBytes > 0 else { return .accepted(IOChannelEffects()) }
-            self.state = ._modifying
-            var effects = IOChannelEffects()
-            producing.endpoints.enqueue(chunk)
-            effects.delivery = producing.endpoints.startDelivery(producerEnded: false, maxBytes: self.options.maxDeliveryBytes)
-            if !producing.isPaused && producing.endpoints.pendingByteCount >= self.options.highWatermark {
-                producing.isPaused = true
-                effects.producerFlow = .pause
-            }
-            self.state = .producing(producing)
-            return .accepted(effects)
-        case .created, .awaitingProducer:
-            return .rejected(.staleGeneration)
-        case .draining:
-            return .rejected(.producerClosed)
-        case .removed:
-            return .rejected(.channelRemoved)
-        case ._modifying:
-            preconditionFailure("IOChannelStateMachine is in its placeholder state")
+        var producing: Producing
+        switch self.currentProducing(producer) {
+        case .current(let current):
+            producing = current
+        case .refused(let rejection):
+            return .rejected(rejection)
         }
+        guard chunk.readableBytes > 0 else { return .accepted(IOChannelEffects()) }
+        self.state = ._modifying  // drop the state's reference so the queue is not copied
+        var effects = IOChannelEffects()
+        producing.endpoints.enqueue(chunk)
+        effects.delivery = producing.endpoints.startDelivery(producerEnded: false, maxBytes: self.options.maxDeliveryBytes)
+        if !producing.isPaused && producing.endpoints.pendingByteCount >= self.options.highWatermark {
+            producing.isPaused = true
+            effects.producerFlow = .pause
+        }
+        self.state = .producing(producing)
+        return .accepted(effects)
     }
 
     /// The producer reached end of stream (the process closed its output, the client closed stdin).
     mutating func producerClosed(by producer: ProducerGeneration, now: NIODeadline) -> IOChannelOutcome {
-        switch self.state {
-        case .producing(let producing):
-            guard producing.producer == producer else { return .rejected(.staleGeneration) }
+        switch self.currentProducing(producer) {
+        case .current(let producing):
             self.state = ._modifying
             return .accepted(self.beginDraining(producing.endpoints, stopping: nil, now: now))
-        case .created, .awaitingProducer:
-            return .rejected(.staleGeneration)
-        case .draining:
-            return .rejected(.producerClosed)
-        case .removed:
-            return .rejected(.channelRemoved)
-        case ._modifying:
-            preconditionFailure("IOChannelStateMachine is in its placeholder state")
+        case .refused(let rejection):
+            return .rejected(rejection)
         }
     }
 
     /// The producer went away without ending the stream; a new one may attach later.
     mutating func producerDetached(by producer: ProducerGeneration, now: NIODeadline) -> IOChannelOutcome {
-        switch self.state {
-        case .producing(var producing):
-            guard producing.producer == producer else { return .rejected(.staleGeneration) }
+        switch self.currentProducing(producer) {
+        case .current(var producing):
             self.state = ._modifying
             producing.endpoints.noteAttendance(producerActive: false, now: now)
             self.state = .awaitingProducer(producing.endpoints)
             return .accepted(IOChannelEffects())
+        case .refused(let rejection):
+            return .rejected(rejection)
+        }
+    }
+
+    /// Whether a producer event comes from the current producer.
+    private enum ProducerCheck {
+        /// It does; this is the `producing` payload.
+        case current(Producing)
+        /// It does not; refuse the event for this reason.
+        case refused(IOChannelRejection)
+    }
+
+    /// The `producing` payload if `producer` is the current producer, else why its event is refused.
+    private func currentProducing(_ producer: ProducerGeneration) -> ProducerCheck {
+        switch self.state {
+        case .producing(let producing):
+            return producing.producer == producer ? .current(producing) : .refused(.staleGeneration)
         case .created, .awaitingProducer:
-            return .rejected(.staleGeneration)
+            return .refused(.staleGeneration)
         case .draining:
-            return .rejected(.producerClosed)
+            return .refused(.producerClosed)
         case .removed:
-            return .rejected(.channelRemoved)
+            return .refused(.channelRemoved)
         case ._modifying:
             preconditionFailure("IOChannelStateMachine is in its placeholder state")
         }

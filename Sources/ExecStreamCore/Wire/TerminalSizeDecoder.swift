@@ -101,31 +101,18 @@ private struct JSONScanner {
     mutating func terminalSize() throws(ExecStreamError) -> TerminalSize {
         var size = TerminalSize(width: 0, height: 0)
         try self.expect(UInt8(ascii: "{"))
-        self.skipWhitespace()
-        if self.peek() == UInt8(ascii: "}") {
-            self.index += 1
-        } else {
-            while true {
-                self.skipWhitespace()
-                let key = try self.string().lowercased()
-                self.skipWhitespace()
-                try self.expect(UInt8(ascii: ":"))
-                self.skipWhitespace()
-                switch key {
-                case "width":
-                    size.width = try self.dimension(named: "Width") ?? size.width
-                case "height":
-                    size.height = try self.dimension(named: "Height") ?? size.height
-                default:
-                    try self.skipValue()
-                }
-                self.skipWhitespace()
-                if self.peek() == UInt8(ascii: ",") {
-                    self.index += 1
-                    continue
-                }
-                try self.expect(UInt8(ascii: "}"))
-                break
+        try self.elements(closedBy: UInt8(ascii: "}")) { scanner throws(ExecStreamError) in
+            let key = try scanner.string().lowercased()
+            scanner.skipWhitespace()
+            try scanner.expect(UInt8(ascii: ":"))
+            scanner.skipWhitespace()
+            switch key {
+            case "width":
+                size.width = try scanner.dimension(named: "Width") ?? size.width
+            case "height":
+                size.height = try scanner.dimension(named: "Height") ?? size.height
+            default:
+                try scanner.skipValue()
             }
         }
         guard self.index == self.bytes.count else { throw self.error("trailing bytes after the object") }
@@ -151,43 +138,17 @@ private struct JSONScanner {
             _ = try self.string()
         case UInt8(ascii: "{"):
             self.index += 1
-            self.skipWhitespace()
-            if self.peek() == UInt8(ascii: "}") {
-                self.index += 1
-                return
-            }
-            while true {
-                self.skipWhitespace()
-                _ = try self.string()
-                self.skipWhitespace()
-                try self.expect(UInt8(ascii: ":"))
-                self.skipWhitespace()
-                try self.skipValue()
-                self.skipWhitespace()
-                if self.peek() == UInt8(ascii: ",") {
-                    self.index += 1
-                    continue
-                }
-                try self.expect(UInt8(ascii: "}"))
-                return
+            try self.elements(closedBy: UInt8(ascii: "}")) { scanner throws(ExecStreamError) in
+                _ = try scanner.string()
+                scanner.skipWhitespace()
+                try scanner.expect(UInt8(ascii: ":"))
+                scanner.skipWhitespace()
+                try scanner.skipValue()
             }
         case UInt8(ascii: "["):
             self.index += 1
-            self.skipWhitespace()
-            if self.peek() == UInt8(ascii: "]") {
-                self.index += 1
-                return
-            }
-            while true {
-                self.skipWhitespace()
-                try self.skipValue()
-                self.skipWhitespace()
-                if self.peek() == UInt8(ascii: ",") {
-                    self.index += 1
-                    continue
-                }
-                try self.expect(UInt8(ascii: "]"))
-                return
+            try self.elements(closedBy: UInt8(ascii: "]")) { scanner throws(ExecStreamError) in
+                try scanner.skipValue()
             }
         case UInt8(ascii: "t"):
             try self.literal("true")
@@ -198,6 +159,27 @@ private struct JSONScanner {
         default:
             _ = try self.number()
         }
+    }
+
+    /// The comma-separated members of an object or array whose opening bracket has been read,
+    /// up to and including `closing`. `element` reads one member (whitespace around it is skipped).
+    private mutating func elements(
+        closedBy closing: UInt8,
+        _ element: (inout JSONScanner) throws(ExecStreamError) -> Void
+    ) throws(ExecStreamError) {
+        self.skipWhitespace()
+        if self.peek() == closing {
+            self.index += 1
+            return
+        }
+        while true {
+            self.skipWhitespace()
+            try element(&self)
+            self.skipWhitespace()
+            guard self.peek() == UInt8(ascii: ",") else { break }
+            self.index += 1
+        }
+        try self.expect(closing)
     }
 
     /// A JSON number's text: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?

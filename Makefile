@@ -13,15 +13,20 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 
-# What building and testing need from Debian. libnghttp2-dev is the HTTP/2 engine.
-APT_PACKAGES := libnghttp2-dev pkg-config zlib1g-dev
+# What building and testing need from Debian. libnghttp2-dev is the HTTP/2 engine; nghttp and
+# h2load (nghttp2-client) and curl are test peers. Benchmarks also compare with nghttpd.
+APT_PACKAGES := libnghttp2-dev pkg-config zlib1g-dev nghttp2-client curl
+BENCH_APT_PACKAGES := nghttp2-server
 
-.PHONY: run test soak bench build deps venv swift-test interop-test clean
+.PHONY: run test soak bench build deps apt-install venv swift-test interop-test clean
 
 ## Install missing apt packages (only those missing: no apt run when all are present).
 deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+apt-install:
 	@missing=""; \
-	for package in $(APT_PACKAGES); do \
+	for package in $(PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
 	done; \
 	python3 -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
@@ -40,9 +45,9 @@ $(VENV)/.installed: Tests/Interop/requirements.txt | deps
 build: deps
 	$(SWIFT) build
 
-# Until the server lands (issue 4) `execstream` has no `serve`; `make run` prints its help.
+# The server with its embedded defaults: 127.0.0.1:10350 and /run/execstream/execstream.sock.
 run: build
-	"$(BIN_DIR)/execstream" --help
+	"$(BIN_DIR)/execstream" serve
 
 swift-test: deps
 	$(SWIFT) build --build-tests
@@ -57,6 +62,7 @@ soak: deps
 	EXECSTREAM_MODEL_SEQUENCES=1000000 $(SWIFT) test -c release --filter IORegistryModelTests
 
 bench: deps
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(SWIFT) run -c release ExecStreamBenchmarks
 
 clean:

@@ -20,6 +20,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // nghttp2, Debian's libnghttp2 1.52: the HTTP/2 engine.
@@ -38,13 +43,68 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        // The command-line tool: `execstream version` today; serve/exec/attach come with the server.
+        // HTTP/2 on nghttp2 under SwiftNIO, and the gRPC server transport on top of it.
+        .target(
+            name: "ExecStreamHTTP2",
+            dependencies: [
+                "CNghttp2",
+                "ExecStreamCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // HTTP/1.1 on the same port: the protocol sniffer and the HTTP/1.1 stack.
+        .target(
+            name: "ExecStreamHTTP1",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // Assembly: listeners, routing, gRPC services, lifecycle.
+        .target(
+            name: "ExecStreamServer",
+            dependencies: [
+                "ExecStreamCore",
+                "ExecStreamHTTP1",
+                "ExecStreamHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                "ExecStreamProtos",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // Code generated from Protos/ by Protos/generate.sh (committed; public, so no strict imports).
+        .target(
+            name: "ExecStreamProtos",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Generated/README.md"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // The command-line tool: the server (`serve`) and, later, its clients.
         .executableTarget(
             name: "execstream",
             dependencies: [
                 "ExecStreamCore",
+                "ExecStreamServer",
                 "CNghttp2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -63,6 +123,11 @@ let package = Package(
         .testTarget(
             name: "CNghttp2Tests",
             dependencies: ["CNghttp2"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ExecStreamServerTests",
+            dependencies: ["ExecStreamServer"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -24,3 +24,96 @@ def pkg_config() -> str:
     if tool is None:
         pytest.fail("pkg-config is missing: `make deps` installs it")
     return tool
+
+
+import dataclasses
+import queue
+import threading
+import signal
+import socket
+import time
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@dataclasses.dataclass
+class RunningServer:
+    """An `execstream serve` process and the addresses it reported."""
+
+    process: subprocess.Popen
+    port: int
+    port6: int | None
+    unix_socket: str
+    output: list
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+
+def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: float = 60) -> RunningServer:
+    """Starts `execstream serve` on loopback port 0 and waits for every "listening on" line."""
+    args = [execstream_bin, "serve", "--listen", "127.0.0.1:0", "--cri-socket", socket_path, "--log-level", "warning", *extra]
+    want_v6 = ipv6_loopback_available()
+    if want_v6:
+        args[2:2] = ["--listen", "[::1]:0"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        # Drains the server's output for its whole life, so it can never block on a full pipe.
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    output, port, port6, unix_ready = [], None, None, False
+    deadline = time.monotonic() + timeout
+    while port is None or (want_v6 and port6 is None) or not unix_ready:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None:
+            process.kill()
+            raise RuntimeError("server did not start:\n" + "".join(output))
+        output.append(line)
+        if line.startswith("listening on http://127.0.0.1:"):
+            port = int(line.rsplit(":", 1)[1])
+        elif line.startswith("listening on http://[::1]:"):
+            port6 = int(line.rsplit(":", 1)[1])
+        elif line.startswith("listening on unix://"):
+            unix_ready = True
+    return RunningServer(process, port, port6, socket_path, output)
+
+
+def stop_server(server: RunningServer, timeout: float = 60) -> int:
+    if server.is_running():
+        server.process.send_signal(signal.SIGTERM)
+    return server.process.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def server(execstream_bin, tmp_path_factory):
+    """One server per test module (and per xdist worker), stopped gracefully afterwards."""
+    socket_path = str(tmp_path_factory.mktemp("execstream") / "execstream.sock")
+    running = start_server(execstream_bin, socket_path, "--enable-benchmark-routes")
+    yield running
+    assert stop_server(running) == 0

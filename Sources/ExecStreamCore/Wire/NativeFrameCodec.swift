@@ -54,26 +54,28 @@ public struct NativeFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
 
     /// Decodes the next frame if `buffer` holds all of it; nil if more bytes are needed.
     public mutating func decode(buffer: inout ByteBuffer) throws(ExecStreamError) -> NativeFrame? {
-        guard let channelByte = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
-            let length = buffer.getInteger(at: buffer.readerIndex + 1, endianness: .big, as: UInt32.self)
+        let maxPayloadByteCount = self.maxPayloadByteCount
+        guard
+            let (channelByte, payload) = try TaggedLengthPrefixedFrame.read(
+                from: &buffer,
+                maxPayloadByteCount: maxPayloadByteCount,
+                validateTag: { tag throws(ExecStreamError) in
+                    guard tag == NativeFrameEncoder.closeChannel || RemoteCommandChannel(rawValue: tag) != nil else {
+                        throw ExecStreamError(code: .malformedInput, message: "native frame on unknown channel \(tag)")
+                    }
+                },
+                tooLarge: { length in
+                    ExecStreamError(code: .messageTooLarge, message: "native frame of \(length) bytes exceeds the limit of \(maxPayloadByteCount)")
+                }
+            )
         else { return nil }
-        let isClose = channelByte == NativeFrameEncoder.closeChannel
-        guard isClose || RemoteCommandChannel(rawValue: channelByte) != nil else {
-            throw ExecStreamError(code: .malformedInput, message: "native frame on unknown channel \(channelByte)")
+        guard channelByte == NativeFrameEncoder.closeChannel else {
+            return .data(RemoteCommandChannel(rawValue: channelByte)!, payload)
         }
-        guard length <= self.maxPayloadByteCount else {
-            throw ExecStreamError(code: .messageTooLarge, message: "native frame of \(length) bytes exceeds the limit of \(self.maxPayloadByteCount)")
+        guard payload.readableBytes == 1, let closed = RemoteCommandChannel(rawValue: payload.getInteger(at: payload.readerIndex)!) else {
+            throw ExecStreamError(code: .malformedInput, message: "a close frame must name one channel 0-4")
         }
-        guard buffer.readableBytes >= NativeFrameEncoder.headerByteCount + Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: NativeFrameEncoder.headerByteCount)
-        let payload = buffer.readSlice(length: Int(length))!
-        if isClose {
-            guard length == 1, let closed = RemoteCommandChannel(rawValue: payload.getInteger(at: payload.readerIndex)!) else {
-                throw ExecStreamError(code: .malformedInput, message: "a close frame must name one channel 0-4")
-            }
-            return .close(closed)
-        }
-        return .data(RemoteCommandChannel(rawValue: channelByte)!, payload)
+        return .close(closed)
     }
 
     /// At end of stream: decodes what is left; a partial frame is `malformedInput`.
@@ -81,9 +83,7 @@ public struct NativeFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
         if let frame = try self.decode(buffer: &buffer) {
             return frame
         }
-        guard buffer.readableBytes == 0 else {
-            throw ExecStreamError(code: .malformedInput, message: "stream ended inside a native frame (\(buffer.readableBytes) bytes left)")
-        }
+        try TaggedLengthPrefixedFrame.requireNothingLeft(in: buffer, what: "a native frame")
         return nil
     }
 }

@@ -1,0 +1,88 @@
+import ExecStreamHTTP1
+import ExecStreamHTTP2
+import NIOCore
+import NIOHTTP1
+
+/// Decides what serves each request: gRPC by content type, then the plain HTTP routes.
+/// There is exactly one place that answers unknown paths: 404 "404 page not found", as the
+/// kubelet streaming library does.
+struct StreamRouter: Sendable {
+    let grpc: GRPCHTTP2ServerTransport
+    let enableBenchmarkRoutes: Bool
+
+    static let notFoundBody = "404 page not found\n"
+
+    /// Routes one HTTP/2 request stream (on its event loop).
+    func route(_ stream: HTTP2ServerStream) {
+        let head = stream.head
+        if head.headers[first: "content-type"]?.hasPrefix("application/grpc") == true {
+            self.grpc.accept(stream)
+            return
+        }
+        switch (head.method, head.pathWithoutQuery) {
+        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+            Self.respond(stream, status: 200, body: head.method == "HEAD" ? "" : "ok\n")
+        case ("GET", "/debug/bytes") where self.enableBenchmarkRoutes:
+            let size = Self.queryValue("size", in: head.path ?? "").flatMap { Int($0) } ?? 0
+            Task { await Self.streamBytes(stream, count: size) }
+        default:
+            Self.respond(stream, status: 404, body: Self.notFoundBody)
+        }
+    }
+
+    /// Answers an HTTP/1.1 request that no upgrade took.
+    func respond(toHTTP1 head: HTTPRequestHead) -> HTTP1FallbackHandler.Response {
+        switch (head.method, head.uri.split(separator: "?").first.map(String.init)) {
+        case (.GET, "/healthz"?):
+            return HTTP1FallbackHandler.Response(status: .ok, body: "ok\n")
+        default:
+            return HTTP1FallbackHandler.Response(status: .notFound, body: Self.notFoundBody)
+        }
+    }
+
+    private static func respond(_ stream: HTTP2ServerStream, status: Int, body: String) {
+        guard !body.isEmpty else {
+            stream.sendResponseHead(status: status, endStream: true)
+            return
+        }
+        stream.sendResponseHead(
+            status: status,
+            headers: ["content-type": "text/plain; charset=utf-8", "content-length": String(body.utf8.count)]
+        )
+        Task {
+            try? await stream.write(ByteBuffer(string: body))
+            stream.finish()
+        }
+    }
+
+    /// The benchmark route: `count` bytes from one preallocated buffer, with no copies.
+    private static func streamBytes(_ stream: HTTP2ServerStream, count: Int) async {
+        stream.sendResponseHead(
+            status: 200,
+            headers: ["content-type": "application/octet-stream", "content-length": String(count)]
+        )
+        let block = ByteBuffer(repeating: 0x78, count: 1 << 20)
+        var remaining = count
+        do {
+            while remaining > 0 {
+                let length = min(remaining, block.readableBytes)
+                try await stream.write(block.getSlice(at: block.readerIndex, length: length)!)
+                remaining -= length
+            }
+            stream.finish()
+        } catch {
+            stream.reset()
+        }
+    }
+
+    private static func queryValue(_ name: String, in path: String) -> String? {
+        guard let query = path.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.first.map(String.init) == name {
+                return parts.count > 1 ? String(parts[1]) : ""
+            }
+        }
+        return nil
+    }
+}

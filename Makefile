@@ -64,6 +64,8 @@ soak: deps
 bench: deps
 	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(SWIFT) run -c release ExecStreamBenchmarks
+	$(SWIFT) build -c release --product execstream
+	python3 Benchmarks/http2_throughput.py
 
 clean:
 	rm -rf .build $(VENV)

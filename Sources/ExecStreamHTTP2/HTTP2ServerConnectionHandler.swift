@@ -48,6 +48,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         var outboundByteCount = 0
         var dataDeferred = false
         var suspendedWriters: [CheckedContinuation<Void, any Error>] = []
+        /// A producer on the event loop waiting for the queue to drain.
+        var writableCallback: (() -> Void)?
         var closePromise: EventLoopPromise<HTTP2StreamCloseReason>?
 
         init(id: Int32) {
@@ -217,6 +219,29 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         self.flush()
     }
 
+    func writeOnLoop(streamID: Int32, data: ByteBuffer) -> HTTP2WriteResult {
+        guard let stream = self.streams[streamID], stream.responseHeadSent, !stream.responseFinished else { return .closed }
+        if data.readableBytes > 0 {
+            stream.outbound.append(data)
+            stream.outboundByteCount += data.readableBytes
+            self.resumeData(stream)
+            self.flush()
+        }
+        return stream.outboundByteCount <= self.configuration.outboundHighWatermark ? .writable : .aboveHighWatermark
+    }
+
+    func whenWritable(streamID: Int32, callback: @escaping () -> Void) {
+        guard let stream = self.streams[streamID] else {
+            callback()
+            return
+        }
+        if stream.outboundByteCount <= self.configuration.outboundLowWatermark {
+            callback()
+        } else {
+            stream.writableCallback = callback
+        }
+    }
+
     func finish(streamID: Int32, trailers: HTTP2Headers?) {
         guard let stream = self.streams[streamID], !stream.responseFinished else { return }
         guard stream.responseHeadSent else {
@@ -367,6 +392,10 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         }
         stream.outbound.removeAll()
         stream.outboundByteCount = 0
+        if let callback = stream.writableCallback {
+            stream.writableCallback = nil
+            callback()
+        }
         if stream.unconsumedByteCount > 0, let session = self.session {
             // The application will not consume these any more: reopen the connection window.
             nghttp2_session_consume_connection(session, stream.unconsumedByteCount)
@@ -632,11 +661,18 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             }
         }
         stream.outboundByteCount -= length
-        if stream.outboundByteCount <= self.configuration.outboundLowWatermark && !stream.suspendedWriters.isEmpty {
-            let writers = stream.suspendedWriters
-            stream.suspendedWriters.removeAll()
-            for writer in writers {
-                writer.resume()
+        if stream.outboundByteCount <= self.configuration.outboundLowWatermark {
+            if !stream.suspendedWriters.isEmpty {
+                let writers = stream.suspendedWriters
+                stream.suspendedWriters.removeAll()
+                for writer in writers {
+                    writer.resume()
+                }
+            }
+            if let callback = stream.writableCallback {
+                // Not from inside nghttp2's send loop: the producer will write and flush again.
+                stream.writableCallback = nil
+                self.context?.eventLoop.assumeIsolated().execute(callback)
             }
         }
         return 0

@@ -1,5 +1,15 @@
 public import NIOCore
 
+/// What a producer on the event loop may do after a write.
+public enum HTTP2WriteResult: Hashable, Sendable {
+    /// The bytes are queued; write more.
+    case writable
+    /// The bytes are queued, and the queue is above its high watermark: wait for `whenWritable`.
+    case aboveHighWatermark
+    /// The stream is closed (or has no response body open): nothing was queued; stop producing.
+    case closed
+}
+
 /// How a stream ended.
 public enum HTTP2StreamCloseReason: Hashable, Sendable {
     /// Both sides ended the stream normally.
@@ -58,7 +68,7 @@ public final class HTTP2ServerStream: Sendable {
     public func sendResponseHead(status: Int, headers: HTTP2Headers = HTTP2Headers(), endStream: Bool = false) {
         let connection = self.connection
         let id = self.id
-        self.eventLoop.execute {
+        self.onLoop {
             connection.value.sendResponseHead(streamID: id, status: status, headers: headers, endStream: endStream)
         }
     }
@@ -85,7 +95,7 @@ public final class HTTP2ServerStream: Sendable {
     public func finish(trailers: HTTP2Headers? = nil) {
         let connection = self.connection
         let id = self.id
-        self.eventLoop.execute {
+        self.onLoop {
             connection.value.finish(streamID: id, trailers: trailers)
         }
     }
@@ -94,8 +104,32 @@ public final class HTTP2ServerStream: Sendable {
     public func reset(code: UInt32 = HTTP2ErrorCode.cancel) {
         let connection = self.connection
         let id = self.id
-        self.eventLoop.execute {
+        self.onLoop {
             connection.value.reset(streamID: id, code: code)
+        }
+    }
+
+    // MARK: Producers on the event loop
+
+    /// Queues `data` from a producer running on this stream's event loop, without suspending,
+    /// and says whether the producer may go on (see `HTTP2WriteResult`).
+    public func writeOnEventLoop(_ data: ByteBuffer) -> HTTP2WriteResult {
+        self.eventLoop.preconditionInEventLoop()
+        return self.connection.value.writeOnLoop(streamID: self.id, data: data)
+    }
+
+    /// Calls `callback` once, on the event loop, when the queue has drained to the low watermark
+    /// or the stream has closed (the next write then says `.closed`). At most one is registered.
+    public func whenWritable(_ callback: @escaping () -> Void) {
+        self.eventLoop.preconditionInEventLoop()
+        self.connection.value.whenWritable(streamID: self.id, callback: callback)
+    }
+
+    private func onLoop(_ work: @escaping @Sendable () -> Void) {
+        if self.eventLoop.inEventLoop {
+            work()
+        } else {
+            self.eventLoop.execute(work)
         }
     }
 }

@@ -1,6 +1,6 @@
 import ExecStreamCore
 public import GRPCCore
-public import NIOCore
+import NIOCore
 import Synchronization
 
 /// Limits of the gRPC transport.

@@ -126,6 +126,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "ExecStreamHTTP2Tests",
+            dependencies: [
+                "ExecStreamHTTP2",
+                "CNghttp2",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "ExecStreamServerTests",
             dependencies: ["ExecStreamServer"],
             swiftSettings: strictSettings

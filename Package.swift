@@ -34,6 +34,10 @@ let package = Package(
             providers: [.apt(["libnghttp2-dev"])]
         ),
 
+        // Thin C: pseudo-terminals, the spawn primitive (clone(CLONE_VM|CLONE_VFORK) with setsid,
+        // setns, controlling tty, credentials, signal reset), pidfds.
+        .target(name: "CExecSys"),
+
         // Every state machine and pure codec. No I/O: NIOCore is used for ByteBuffer only.
         .target(
             name: "ExecStreamCore",
@@ -62,6 +66,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
+            swiftSettings: strictSettings
+        ),
+
+        // Processes: spawn with pipes or a PTY, resize, signals, reaping on a dedicated thread.
+        .target(
+            name: "ExecStreamProcess",
+            dependencies: ["CExecSys", "ExecStreamCore"],
             swiftSettings: strictSettings
         ),
 
@@ -151,6 +162,11 @@ let package = Package(
                 "ExecStreamProtos",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ExecStreamProcessTests",
+            dependencies: ["ExecStreamProcess", "ExecStreamCore"],
             swiftSettings: strictSettings
         ),
         .testTarget(

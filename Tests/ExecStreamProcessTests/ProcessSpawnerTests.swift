@@ -1,0 +1,200 @@
+import ExecStreamCore
+import ExecStreamProcess
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads until EOF (or EIO: a pty whose slave side is gone), then closes `fd`.
+private func readToEnd(_ fd: Int32) -> String {
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count > 0 {
+            bytes += buffer[..<count]
+        } else if count < 0 && errno == EINTR {
+            continue
+        } else {
+            break
+        }
+    }
+    close(fd)
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Reads until `marker` has arrived; returns everything read so far.
+private func readUntil(_ fd: Int32, contains marker: String) -> String {
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while !String(decoding: bytes, as: UTF8.self).contains(marker) {
+        let count = read(fd, &buffer, buffer.count)
+        guard count > 0 else { break }
+        bytes += buffer[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+private func write(_ text: String, to fd: Int32) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+}
+
+private func run(_ arguments: [String], stdio: ProcessConfiguration.Stdio = .pipes(stdin: false, stdout: true, stderr: true))
+    async throws -> (stdout: String, stderr: String, status: ProcessExitStatus)
+{
+    let process = try ProcessSpawner.spawn(ProcessConfiguration(arguments: arguments, stdio: stdio))
+    let stdout = process.stdout.map(readToEnd) ?? ""
+    let stderr = process.stderr.map(readToEnd) ?? ""
+    let status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
+    return (stdout, stderr, status)
+}
+
+@Suite("Process spawning and reaping")
+struct ProcessSpawnerTests {
+    @Test("exact bytes of echo, by path and by PATH lookup")
+    func echo() async throws {
+        #expect(try await run(["/bin/echo", "-n", "hello"]).stdout == "hello")
+        let result = try await run(["echo", "hi"])
+        #expect(result.stdout == "hi\n")
+        #expect(result.status == .exited(0))
+    }
+
+    @Test("stdout and stderr are separate pipes")
+    func separateStreams() async throws {
+        let result = try await run(["sh", "-c", "echo out; echo err >&2"])
+        #expect(result.stdout == "out\n")
+        #expect(result.stderr == "err\n")
+    }
+
+    @Test("stdin round-trips every byte, and closing it is EOF for the child")
+    func stdinRoundTrip() async throws {
+        let process = try ProcessSpawner.spawn(ProcessConfiguration(arguments: ["cat"], stdio: .pipes(stdin: true, stdout: true, stderr: false)))
+        let input = (0..<50_000).map { _ in "abc\u{0}xyz\n" }.joined()
+        let stdin = try #require(process.stdin)
+        let writer = Task.detached {
+            write(input, to: stdin)
+            close(stdin)
+        }
+        let output = readToEnd(try #require(process.stdout))
+        await writer.value
+        #expect(output == input)
+        #expect(await ProcessReaper.shared.waitForExit(pidfd: process.pidfd) == .exited(0))
+    }
+
+    @Test("exit codes are reported as they are", arguments: [0, 1, 42, 255] as [Int32])
+    func exitCodes(code: Int32) async throws {
+        let result = try await run(["sh", "-c", "exit \(code)"])
+        #expect(result.status == .exited(code))
+        #expect(result.status.remoteExitCode == UInt8(code))
+    }
+
+    @Test("death by signal n is 128+n for clients")
+    func deathBySignal() async throws {
+        let result = try await run(["sh", "-c", "kill -KILL $$"])
+        #expect(result.status == .signaled(SIGKILL))
+        #expect(result.status.remoteExitCode == 137)
+    }
+
+    @Test("the child leads its own session and process group")
+    func sessionLeader() async throws {
+        let result = try await run(["sh", "-c", "read -r line < /proc/$$/stat; echo \"$$ $line\""])
+        let fields = result.stdout.split(separator: " ")
+        // "pid pid (comm) state ppid pgrp session ..."
+        let pid = fields[0]
+        let afterComm = result.stdout.split(separator: ")")[1].split(separator: " ")
+        #expect(afterComm[2] == pid, "process group")
+        #expect(afterComm[3] == pid, "session")
+    }
+
+    @Test("signal dispositions are reset and no signal is blocked")
+    func signalsReset() async throws {
+        signal(SIGPIPE, SIG_IGN)  // as a server does; the child must not inherit it
+        let result = try await run(["sh", "-c", "grep -E '^(SigBlk|SigIgn)' /proc/$$/status"])
+        #expect(result.stdout.contains("SigBlk:\t0000000000000000"))
+        // A shell may ignore a few signals itself (e.g. SIGQUIT when interactive); SIGPIPE is bit 13.
+        let ignored = result.stdout.split(separator: "\n").first { $0.hasPrefix("SigIgn") }.map { UInt64($0.split(separator: "\t")[1], radix: 16) ?? 0 } ?? 0
+        #expect(ignored & (1 << (UInt64(SIGPIPE) - 1)) == 0)
+    }
+
+    @Test("only stdin, stdout and stderr are inherited")
+    func noDescriptorLeaks() async throws {
+        let result = try await run(["sh", "-c", "ls /proc/$$/fd"])
+        #expect(result.stdout.split(separator: "\n").sorted() == ["0", "1", "2"])
+    }
+
+    @Test("working directory and environment")
+    func directoryAndEnvironment() async throws {
+        let process = try ProcessSpawner.spawn(
+            ProcessConfiguration(arguments: ["sh", "-c", "pwd; echo \"$FOO\""], environment: ["PATH=/usr/bin:/bin", "FOO=bar"], workingDirectory: "/tmp")
+        )
+        #expect(readToEnd(try #require(process.stdout)) == "/tmp\nbar\n")
+        _ = process.stderr.map(readToEnd)
+        _ = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
+    }
+
+    @Test("a command that names nothing runnable is one clear error, before any spawn")
+    func notFound() throws {
+        let error = #expect(throws: ProcessError.self) { try ProcessSpawner.spawn(ProcessConfiguration(arguments: ["no-such-command-x"])) }
+        #expect(error?.code == .executableNotFound)
+        #expect(error?.message == "exec: \"no-such-command-x\": executable file not found in $PATH")
+        let path = "/tmp/execstream-not-executable-\(getpid())"
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+        close(fd)
+        defer { unlink(path) }
+        let notExecutable = #expect(throws: ProcessError.self) { try ProcessSpawner.spawn(ProcessConfiguration(arguments: [path])) }
+        #expect(notExecutable?.code == .executableNotFound)
+        #expect(notExecutable?.message == "exec: \"\(path)\": Permission denied")
+    }
+
+    @Test("a failure in the child names its step")
+    func failedStep() {
+        let error = #expect(throws: ProcessError.self) {
+            try ProcessSpawner.spawn(ProcessConfiguration(arguments: ["true"], workingDirectory: "/no/such/directory"))
+        }
+        #expect(error?.code == .spawnFailed)
+        #expect(error?.message.contains("chdir") == true)
+    }
+
+    @Test("killing the process group takes background children with it")
+    func groupKill() async throws {
+        let process = try ProcessSpawner.spawn(ProcessConfiguration(arguments: ["sh", "-c", "sleep 1000 & echo started; wait"]))
+        let stdout = try #require(process.stdout)
+        #expect(readUntil(stdout, contains: "started").contains("started"))
+        ProcessSpawner.signalGroup(of: process.pid, SIGKILL)
+        // EOF on stdout means every holder of its write end is gone: the sleep died too.
+        _ = readToEnd(stdout)
+        _ = process.stderr.map(readToEnd)
+        #expect(await ProcessReaper.shared.waitForExit(pidfd: process.pidfd) == .signaled(SIGKILL))
+    }
+}
+
+@Suite("Processes on a pseudo-terminal")
+struct TerminalProcessTests {
+    @Test("the initial size is applied before the child runs")
+    func initialSize() async throws {
+        let result = try await run(["stty", "size"], stdio: .terminal(initialSize: TerminalSize(width: 80, height: 24)))
+        #expect(result.stdout == "24 80\r\n")
+        #expect(result.status == .exited(0))
+    }
+
+    @Test("the terminal is the child's controlling terminal")
+    func controllingTerminal() async throws {
+        let result = try await run(["sh", "-c", "test -t 0 && test -t 1 && : < /dev/tty && echo ctty"], stdio: .terminal(initialSize: nil))
+        #expect(result.stdout == "ctty\r\n")
+    }
+
+    @Test("a resize reaches the running child")
+    func resize() async throws {
+        let process = try ProcessSpawner.spawn(
+            ProcessConfiguration(arguments: ["sh", "-c", "stty size; read line; stty size"], stdio: .terminal(initialSize: TerminalSize(width: 80, height: 24)))
+        )
+        let terminal = try #require(process.terminal)
+        #expect(readUntil(terminal, contains: "24 80").contains("24 80"))
+        try ProcessSpawner.resize(terminal: terminal, to: TerminalSize(width: 132, height: 50))
+        write("\n", to: terminal)
+        #expect(readToEnd(terminal).contains("50 132"))
+        #expect(await ProcessReaper.shared.waitForExit(pidfd: process.pidfd) == .exited(0))
+    }
+}

@@ -24,10 +24,11 @@ generate() {
     protoc --proto_path=Protos \
         --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
         --plugin=protoc-gen-grpc-swift="$bin/protoc-gen-grpc-swift-2" \
-        --swift_out="$output" --swift_opt=Visibility=Public,FileNaming=DropPath \
-        --grpc-swift_out="$output" --grpc-swift_opt=Visibility=Public,FileNaming=DropPath \
+        --swift_out="$output" --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
+        --grpc-swift_out="$output" --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
         "$@"
 }
 
 generate Sources/ExecStreamProtos/Generated Protos/grpc/health/v1/health.proto
+generate Sources/ExecStreamProtos/Generated Protos/runtime/v1/api.proto
 echo "generated: $(git status --short -- Sources/*/Generated | wc -l) changed file(s)"

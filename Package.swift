@@ -83,6 +83,7 @@ let package = Package(
                 "ExecStreamCore",
                 "ExecStreamHTTP1",
                 "ExecStreamHTTP2",
+                "ExecStreamProcess",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import ExecStreamHTTP1
+import Foundation
 import ExecStreamHTTP2
 import ExecStreamProtos
 import GRPCCore
@@ -35,8 +36,24 @@ public final class ExecStreamServer: Service, Sendable {
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let transport = GRPCHTTP2ServerTransport(configuration: self.configuration.grpc)
-        let health = HealthService(services: ["grpc.health.v1.Health"])
-        let grpcServer = GRPCServer(transport: transport, services: [health])
+        let health = HealthService(services: ["grpc.health.v1.Health", "runtime.v1.RuntimeService", "runtime.v1.ImageService"])
+        let containers = ContainerStore()
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
+        for spec in self.configuration.containers {
+            do {
+                try containers.add(spec, now: now)
+            } catch {
+                throw ServerError(code: .invalidConfiguration, message: error.message)
+            }
+        }
+        let advertised = AdvertisedStreamingAddress()
+        let runtime = CRIRuntimeService(
+            containers: containers,
+            requests: StreamingRequestCache(),
+            advertised: advertised,
+            execSyncOutputLimit: self.configuration.execSyncOutputLimit
+        )
+        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
         let router = StreamRouter(grpc: transport, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
         let connections = ConnectionSet()
 
@@ -51,6 +68,7 @@ public final class ExecStreamServer: Service, Sendable {
             }
             throw error
         }
+        advertised.set(from: listeners.map(\.address), override: self.configuration.advertiseHost)
         let listenerChannels = listeners.map(\.channel)
         for listener in listeners {
             self.logger.info("listening", metadata: ["address": "\(listener.address)"])

@@ -47,6 +47,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC request message, in bytes.")
     var grpcMaxMessageSize: Int = 16 << 20
 
+    @Option(name: .customLong("container"), help: "Declare a container with this id (host isolation; repeatable). 'demo' is always declared.")
+    var containers: [String] = []
+
+    @Option(name: .customLong("advertise-address"), help: "The host streaming URLs name (default: the first --listen host; a wildcard becomes loopback).")
+    var advertiseAddress: String?
+
+    @Option(name: .customLong("exec-sync-max-output"), help: "Bytes of stdout and of stderr ExecSync keeps; the rest is dropped with a notice.")
+    var execSyncMaxOutput: Int = 16 << 20
+
     @Flag(name: .customLong("enable-benchmark-routes"), help: "Serve GET /debug/bytes?size=N for benchmarks. Never in production.")
     var enableBenchmarkRoutes = false
 
@@ -76,7 +85,10 @@ struct ServeCommand: AsyncParsableCommand {
             listenAddresses: addresses,
             http2: http2,
             grpc: GRPCTransportConfiguration(maxReceiveMessageSize: self.grpcMaxMessageSize),
-            enableBenchmarkRoutes: self.enableBenchmarkRoutes
+            enableBenchmarkRoutes: self.enableBenchmarkRoutes,
+            containers: [ServerConfiguration.demoContainer] + self.containers.filter { $0 != "demo" }.map { ContainerSpec(id: $0) },
+            advertiseHost: self.advertiseAddress,
+            execSyncOutputLimit: self.execSyncMaxOutput
         )
 
         var logger = Logger(label: "execstream")

@@ -117,3 +117,21 @@ def server(execstream_bin, tmp_path_factory):
     running = start_server(execstream_bin, socket_path, "--enable-benchmark-routes")
     yield running
     assert stop_server(running) == 0
+
+
+@pytest.fixture(scope="session")
+def cri(tmp_path_factory):
+    """Python stubs for Protos/runtime/v1/api.proto, compiled here by grpcio-tools: an independent
+    code generator reading the same contract as our Swift code."""
+    import importlib
+    import pathlib
+    import sys
+
+    out = tmp_path_factory.mktemp("cri_stubs")
+    protos = pathlib.Path(__file__).resolve().parents[2] / "Protos"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}", "runtime/v1/api.proto"],
+        check=True,
+    )
+    sys.path.insert(0, str(out))
+    return importlib.import_module("runtime.v1.api_pb2"), importlib.import_module("runtime.v1.api_pb2_grpc")

@@ -1,0 +1,93 @@
+public import ExecStreamCore
+import Synchronization
+
+/// How a container's processes are isolated.
+public enum ContainerIsolation: String, Hashable, Sendable, CaseIterable {
+    /// Processes run in the server's own namespaces.
+    case host
+    /// The main process gets new mount/pid/uts/ipc namespaces; execs join them (as root).
+    case namespaces
+}
+
+/// What a container is declared with (config file, `--container`, or the container API).
+public struct ContainerSpec: Hashable, Sendable {
+    /// A stable id; CRI calls name it.
+    public var id: String
+    /// A human name (CRI `metadata.name`).
+    public var name: String
+    /// Labels, for `ListContainers` filters.
+    public var labels: [String: String]
+    /// Isolation of its processes.
+    public var isolation: ContainerIsolation
+    /// Environment every process in it gets (`NAME=value`).
+    public var environment: [String]
+    /// Working directory of its processes, if not the server's.
+    public var workingDirectory: String?
+
+    public init(
+        id: String,
+        name: String? = nil,
+        labels: [String: String] = [:],
+        isolation: ContainerIsolation = .host,
+        environment: [String] = ProcessConfigurationDefaults.environment,
+        workingDirectory: String? = nil
+    ) {
+        self.id = id
+        self.name = name ?? id
+        self.labels = labels
+        self.isolation = isolation
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+    }
+}
+
+/// Defaults shared by containers and their processes.
+public enum ProcessConfigurationDefaults {
+    /// runc's default environment.
+    public static let environment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"]
+}
+
+/// A container as CRI reports it.
+public struct ContainerRecord: Hashable, Sendable {
+    /// Its declaration.
+    public var spec: ContainerSpec
+    /// Nanoseconds since the epoch when it was declared.
+    public var createdAt: Int64
+    /// Running until its main process exits (a container without one runs until removed).
+    public var isRunning: Bool
+    /// The main process's exit code, once it exited.
+    public var exitCode: Int32?
+}
+
+/// Every declared container, by id. Thread-safe.
+public final class ContainerStore: Sendable {
+    private let containers = Mutex([String: ContainerRecord]())
+
+    public init() {}
+
+    /// Declares a container; an existing id is an error.
+    public func add(_ spec: ContainerSpec, now: Int64) throws(ExecStreamError) {
+        try self.containers.withLock { (containers: inout [String: ContainerRecord]) throws(ExecStreamError) in
+            guard containers[spec.id] == nil else {
+                throw ExecStreamError(code: .alreadyExists, message: "container \"\(spec.id)\" already exists")
+            }
+            containers[spec.id] = ContainerRecord(spec: spec, createdAt: now, isRunning: true, exitCode: nil)
+        }
+    }
+
+    /// The container `id`, by id or else by unique name (crictl accepts either).
+    public func container(_ idOrName: String) throws(ExecStreamError) -> ContainerRecord {
+        let found = self.containers.withLock { containers -> ContainerRecord? in
+            containers[idOrName] ?? containers.values.first { $0.spec.name == idOrName }
+        }
+        guard let found else {
+            throw ExecStreamError(code: .notFound, message: "container \"\(idOrName)\" not found")
+        }
+        return found
+    }
+
+    /// Every container, sorted by id.
+    public func all() -> [ContainerRecord] {
+        self.containers.withLock { Array($0.values) }.sorted { $0.spec.id < $1.spec.id }
+    }
+}

@@ -1,0 +1,35 @@
+import ExecStreamCore
+@testable import ExecStreamServer
+import Testing
+
+@Suite("Advertised streaming address")
+struct AdvertisedStreamingAddressTests {
+    let token = StreamingToken(rawValue: "AAAAAAAAAAAAAAAAAAAAAA")
+
+    @Test("never a wildcard: 0.0.0.0 and :: become loopback", arguments: [
+        ("0.0.0.0", "http://127.0.0.1:10350/exec/AAAAAAAAAAAAAAAAAAAAAA"),
+        ("::", "http://[::1]:10350/exec/AAAAAAAAAAAAAAAAAAAAAA"),
+        ("192.0.2.7", "http://192.0.2.7:10350/exec/AAAAAAAAAAAAAAAAAAAAAA"),
+        ("fd00::7", "http://[fd00::7]:10350/exec/AAAAAAAAAAAAAAAAAAAAAA"),
+    ])
+    func wildcardsBecomeLoopback(host: String, url: String) throws {
+        let advertised = AdvertisedStreamingAddress()
+        advertised.set(from: [.unix(path: "/x.sock"), .tcp(host: host, port: 10350)], override: nil)
+        #expect(try advertised.url(kind: .exec, token: self.token) == url)
+    }
+
+    @Test("an explicit host wins; the port is the listener's")
+    func override() throws {
+        let advertised = AdvertisedStreamingAddress()
+        advertised.set(from: [.tcp(host: "0.0.0.0", port: 4321)], override: "node1.example")
+        #expect(try advertised.url(kind: .portForward, token: self.token) == "http://node1.example:4321/portforward/AAAAAAAAAAAAAAAAAAAAAA")
+    }
+
+    @Test("without a TCP listener there is nothing to stream on: a clear error")
+    func noTCPListener() {
+        let advertised = AdvertisedStreamingAddress()
+        advertised.set(from: [.unix(path: "/x.sock")], override: nil)
+        let error = #expect(throws: ExecStreamError.self) { try advertised.url(kind: .attach, token: self.token) }
+        #expect(error?.code == .failedPrecondition)
+    }
+}

@@ -137,14 +137,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             // A fatal connection error (bad preface, flood, protocol violation). nghttp2 queues a
             // GOAWAY for some; for the others (a CONTINUATION flood) we queue one, so the peer
             // learns why, then send it and close.
-            let code: UInt32
-            switch Int32(result) {
-            case NGHTTP2_ERR_FLOODED.rawValue, NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue:
-                code = HTTP2ErrorCode.enhanceYourCalm
-            default:
-                code = HTTP2ErrorCode.protocolError
-            }
-            nghttp2_session_terminate_session(session, code)
+            let flooded = [NGHTTP2_ERR_FLOODED.rawValue, NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue].contains(Int32(result))
+            nghttp2_session_terminate_session(session, flooded ? HTTP2ErrorCode.enhanceYourCalm : HTTP2ErrorCode.protocolError)
             self.closeAfterFlush = true
         }
     }
@@ -514,13 +508,16 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             return 0
         }
         guard stream.inbound == nil else { return 0 }  // request trailers are not exposed
-        switch name {
-        case ":method": stream.method = value
-        case ":scheme": stream.scheme = value
-        case ":authority": stream.authority = value
-        case ":path": stream.path = value
-        case ":protocol": stream.extendedConnectProtocol = value
-        default: stream.headers.add(name: name, value: value)
+        guard let pseudoHeader = PseudoHeader(rawValue: name) else {
+            stream.headers.add(name: name, value: value)
+            return 0
+        }
+        switch pseudoHeader {
+        case .method: stream.method = value
+        case .scheme: stream.scheme = value
+        case .authority: stream.authority = value
+        case .path: stream.path = value
+        case .protocol: stream.extendedConnectProtocol = value
         }
         return 0
     }
@@ -528,8 +525,9 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     fileprivate func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-        switch UInt32(header.type) {
-        case NGHTTP2_HEADERS.rawValue:
+        guard let kind = InboundFrame(header) else { return 0 }
+        switch kind {
+        case .headers:
             guard let stream = self.streams[header.stream_id] else { return 0 }
             if stream.inbound == nil {
                 self.requestHeadReceived(stream)
@@ -537,25 +535,60 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             if endStream {
                 self.finishInbound(stream)
             }
-        case NGHTTP2_DATA.rawValue:
+        case .data:
             if endStream, let stream = self.streams[header.stream_id] {
                 self.finishInbound(stream)
             }
-        case NGHTTP2_PING.rawValue:
-            guard header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 else { return 0 }
-            var data = frame.pointee.ping.opaque_data
-            var keepalive = Self.keepalivePingData
-            var shutdown = Self.shutdownPingData
-            let received = withUnsafeBytes(of: &data) { Array($0) }
-            if received == withUnsafeBytes(of: &keepalive, { Array($0) }) {
+        case .pingAck:
+            let received = withUnsafeBytes(of: frame.pointee.ping.opaque_data) { $0.loadUnaligned(as: UInt64.self) }
+            if received == Self.pingPayload(Self.keepalivePingData) {
                 self.run(self.lifecycle.keepalivePingAcked())
-            } else if received == withUnsafeBytes(of: &shutdown, { Array($0) }) {
+            } else if received == Self.pingPayload(Self.shutdownPingData) {
                 self.run(self.lifecycle.shutdownPingAcked())
             }
-        default:
-            break
         }
         return 0
+    }
+
+    private static func pingPayload(_ data: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> UInt64 {
+        withUnsafeBytes(of: data) { $0.loadUnaligned(as: UInt64.self) }
+    }
+
+    /// The request pseudo-header fields the handler records.
+    private enum PseudoHeader: String {
+        /// `:method`
+        case method = ":method"
+        /// `:scheme`
+        case scheme = ":scheme"
+        /// `:authority`
+        case authority = ":authority"
+        /// `:path`
+        case path = ":path"
+        /// `:protocol` (RFC 8441)
+        case `protocol` = ":protocol"
+    }
+
+    /// The received frames the handler acts on; nil for every other frame.
+    private enum InboundFrame {
+        /// HEADERS (a request head, or trailers).
+        case headers
+        /// DATA (only END_STREAM matters here; the bytes arrive through the chunk callback).
+        case data
+        /// The acknowledgement of one of our PINGs.
+        case pingAck
+
+        init?(_ header: nghttp2_frame_hd) {
+            let type = UInt32(header.type)
+            if type == NGHTTP2_HEADERS.rawValue {
+                self = .headers
+            } else if type == NGHTTP2_DATA.rawValue {
+                self = .data
+            } else if type == NGHTTP2_PING.rawValue && header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+                self = .pingAck
+            } else {
+                return nil
+            }
+        }
     }
 
     private func requestHeadReceived(_ stream: StreamState) {

@@ -94,26 +94,22 @@ public enum ProcessSpawner {
         do throws(ProcessError) {
             switch configuration.stdio {
             case .pipes(let wantsStdin, let wantsStdout, let wantsStderr):
-                if wantsStdin {
+                /// A pipe whose one end the child gets as `target` and whose other end we keep.
+                func pipe(childReads: Bool) throws(ProcessError) -> (child: Int32, parent: Int32) {
                     let (read, write) = try self.makePipe()
-                    childEnds.append(read)
-                    parentEnds.append(write)
-                    stdioFDs.0 = read
-                    result.stdin = write
+                    let ends = childReads ? (child: read, parent: write) : (child: write, parent: read)
+                    childEnds.append(ends.child)
+                    parentEnds.append(ends.parent)
+                    return ends
+                }
+                if wantsStdin {
+                    (stdioFDs.0, result.stdin) = try pipe(childReads: true)
                 }
                 if wantsStdout {
-                    let (read, write) = try self.makePipe()
-                    childEnds.append(write)
-                    parentEnds.append(read)
-                    stdioFDs.1 = write
-                    result.stdout = read
+                    (stdioFDs.1, result.stdout) = try pipe(childReads: false)
                 }
                 if wantsStderr {
-                    let (read, write) = try self.makePipe()
-                    childEnds.append(write)
-                    parentEnds.append(read)
-                    stdioFDs.2 = write
-                    result.stderr = read
+                    (stdioFDs.2, result.stderr) = try pipe(childReads: false)
                 }
             case .terminal(let initialSize):
                 var name = [CChar](repeating: 0, count: 128)

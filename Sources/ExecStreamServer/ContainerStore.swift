@@ -1,4 +1,5 @@
 public import ExecStreamCore
+public import ExecStreamProcess
 import Synchronization
 
 /// How a container's processes are isolated.
@@ -29,7 +30,7 @@ public struct ContainerSpec: Hashable, Sendable {
         name: String? = nil,
         labels: [String: String] = [:],
         isolation: ContainerIsolation = .host,
-        environment: [String] = ProcessConfigurationDefaults.environment,
+        environment: [String] = ProcessConfiguration.defaultEnvironment,
         workingDirectory: String? = nil
     ) {
         self.id = id
@@ -39,12 +40,6 @@ public struct ContainerSpec: Hashable, Sendable {
         self.environment = environment
         self.workingDirectory = workingDirectory
     }
-}
-
-/// Defaults shared by containers and their processes.
-public enum ProcessConfigurationDefaults {
-    /// runc's default environment.
-    public static let environment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"]
 }
 
 /// A container as CRI reports it.

@@ -15,7 +15,11 @@ final class HTTP2Harness {
         let (streams, continuation) = AsyncStream.makeStream(of: HTTP2ServerStream.self)
         self.incoming = streams.makeAsyncIterator()
         try await self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).get()
-        try await self.channel.pipeline.addHandler(HTTP2ServerConnectionHandler(configuration: configuration) { continuation.yield($0) })
+        let channel = self.channel
+        try await channel.testingEventLoop.executeInContext {
+            // The handler is confined to its event loop: create and add it there.
+            try channel.pipeline.syncOperations.addHandler(HTTP2ServerConnectionHandler(configuration: configuration) { continuation.yield($0) })
+        }
         try await self.exchange()
     }
 

@@ -88,11 +88,16 @@ static int spawn_child(void *argument) {
     }
     if (request->uid >= 0 && setuid((uid_t)request->uid) != 0) FAIL("setuid");
     // Default dispositions for every signal, then an empty mask (the parent blocked them all).
-    struct sigaction default_action;
-    memset(&default_action, 0, sizeof default_action);
-    default_action.sa_handler = SIG_DFL;
-    for (int signal_number = 1; signal_number < NSIG; signal_number++) {
-        sigaction(signal_number, &default_action, NULL);
+    // The raw system call: glibc's sigaction refuses its internal signals (32, 33), and an
+    // ignored disposition there would otherwise survive execve.
+    struct {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        unsigned long long mask;
+    } default_action = {.handler = SIG_DFL, .flags = 0, .restorer = NULL, .mask = 0};
+    for (int signal_number = 1; signal_number <= 64; signal_number++) {
+        syscall(SYS_rt_sigaction, signal_number, &default_action, NULL, sizeof default_action.mask);
     }
     sigset_t empty;
     sigemptyset(&empty);

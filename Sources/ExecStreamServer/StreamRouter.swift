@@ -45,14 +45,13 @@ struct StreamRouter: Sendable {
             stream.sendResponseHead(status: status, endStream: true)
             return
         }
+        // Routing runs on the connection's event loop: write in place, no task, no hops.
         stream.sendResponseHead(
             status: status,
             headers: ["content-type": "text/plain; charset=utf-8", "content-length": String(body.utf8.count)]
         )
-        Task {
-            try? await stream.write(ByteBuffer(string: body))
-            stream.finish()
-        }
+        _ = stream.writeOnEventLoop(ByteBuffer(string: body))
+        stream.finish()
     }
 
     /// The benchmark route: `count` bytes from one preallocated buffer, with no copies, produced

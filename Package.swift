@@ -172,7 +172,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ExecStreamServerTests",
-            dependencies: ["ExecStreamServer"],
+            dependencies: [
+                "ExecStreamServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

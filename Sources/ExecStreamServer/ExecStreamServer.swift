@@ -87,7 +87,10 @@ public final class ExecStreamServer: Service, Sendable {
                         channel.close(promise: nil)
                     }
                     connections.quiesceAll()
-                    grpcServer.beginGracefulShutdown()
+                    // The transport, not GRPCServer: a shutdown that arrives before serve() has
+                    // started would make GRPCServer refuse to serve (serverIsStopped); a closed
+                    // transport intake makes listen, and so serve, return once RPCs are done.
+                    transport.beginGracefulShutdown()
                 }
             } onCancel: {
                 for channel in listenerChannels {

@@ -52,6 +52,7 @@ class RunningServer:
     port6: int | None
     unix_socket: str
     output: list
+    lines: "queue.Queue"
 
     @property
     def url(self) -> str:
@@ -101,13 +102,20 @@ def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: fl
             port6 = int(line.rsplit(":", 1)[1])
         elif line.startswith("listening on unix://"):
             unix_ready = True
-    return RunningServer(process, port, port6, socket_path, output)
+    return RunningServer(process, port, port6, socket_path, output, lines)
 
 
 def stop_server(server: RunningServer, timeout: float = 60) -> int:
+    """Stops the server gracefully; a non-zero exit fails with everything the server printed."""
     if server.is_running():
         server.process.send_signal(signal.SIGTERM)
-    return server.process.wait(timeout=timeout)
+    code = server.process.wait(timeout=timeout)
+    if code != 0:
+        rest = []
+        while (line := server.lines.get(timeout=10)) is not None:
+            rest.append(line)
+        raise AssertionError(f"server exited with {code}:\n" + "".join(server.output + rest))
+    return code
 
 
 @pytest.fixture(scope="module")

@@ -661,7 +661,10 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
 
     fileprivate func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = self.streams.removeValue(forKey: streamID) else { return 0 }
-        self.close(stream, reason: errorCode == HTTP2ErrorCode.noError ? .finished : .reset(errorCode))
+        // A RST_STREAM with NO_ERROR before our response has gone out is still the peer
+        // abandoning the stream: only a stream whose response was wholly sent is finished.
+        let finished = errorCode == HTTP2ErrorCode.noError && stream.responseFinished && stream.outbound.isEmpty
+        self.close(stream, reason: finished ? .finished : .reset(errorCode))
         self.run(self.lifecycle.streamClosed())
         return 0
     }

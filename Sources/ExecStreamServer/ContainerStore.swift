@@ -24,6 +24,10 @@ public struct ContainerSpec: Hashable, Sendable {
     public var environment: [String]
     /// Working directory of its processes, if not the server's.
     public var workingDirectory: String?
+    /// The user its processes run as, if not the server's.
+    public var userID: UInt32?
+    /// The group its processes run as, if not the server's.
+    public var groupID: UInt32?
 
     public init(
         id: String,
@@ -31,7 +35,9 @@ public struct ContainerSpec: Hashable, Sendable {
         labels: [String: String] = [:],
         isolation: ContainerIsolation = .host,
         environment: [String] = ProcessConfiguration.defaultEnvironment,
-        workingDirectory: String? = nil
+        workingDirectory: String? = nil,
+        userID: UInt32? = nil,
+        groupID: UInt32? = nil
     ) {
         self.id = id
         self.name = name ?? id
@@ -39,6 +45,8 @@ public struct ContainerSpec: Hashable, Sendable {
         self.isolation = isolation
         self.environment = environment
         self.workingDirectory = workingDirectory
+        self.userID = userID
+        self.groupID = groupID
     }
 }
 

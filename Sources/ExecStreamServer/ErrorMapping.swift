@@ -30,3 +30,34 @@ extension RPCError {
         self.init(code: code, message: error.message, cause: error)
     }
 }
+
+/// An error answer to a plain HTTP request, before any streaming began.
+struct HTTPErrorResponse: Hashable, Sendable {
+    var status: Int
+    var headers: [(String, String)] { self.retryAfterSeconds.map { [("retry-after", String($0))] } ?? [] }
+    var body: String
+    var retryAfterSeconds: Int?
+
+    /// The kubelet streaming library's mapping: NotFound → 404 with Go's "404 page not found",
+    /// ResourceExhausted → 429 with `Retry-After`, anything else → its own status with the message.
+    init(_ error: ExecStreamError) {
+        switch error.code {
+        case .notFound:
+            self.status = 404
+            self.body = StreamRouter.notFoundBody
+        case .resourceExhausted:
+            self.status = 429
+            self.body = error.message + "\n"
+            self.retryAfterSeconds = 60
+        case .invalidArgument, .malformedInput:
+            self.status = 400
+            self.body = error.message + "\n"
+        case .messageTooLarge:
+            self.status = 413
+            self.body = error.message + "\n"
+        default:
+            self.status = 500
+            self.body = error.message + "\n"
+        }
+    }
+}

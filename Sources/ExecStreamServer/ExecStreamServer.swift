@@ -47,14 +47,21 @@ public final class ExecStreamServer: Service, Sendable {
             }
         }
         let advertised = AdvertisedStreamingAddress()
+        let requests = StreamingRequestCache()
+        let registry = ChannelRegistry()
         let runtime = CRIRuntimeService(
             containers: containers,
-            requests: StreamingRequestCache(),
+            requests: requests,
             advertised: advertised,
             execSyncOutputLimit: self.configuration.execSyncOutputLimit
         )
         let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
-        let router = StreamRouter(grpc: transport, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
+        let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, logger: self.logger)
+        let router = StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
+        // Channels nobody attends are collected here; a process writing to a closed pipe gets EPIPE.
+        let ticker = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in registry.tick() }
+        defer { ticker.cancel() }
+        signal(SIGPIPE, SIG_IGN)
         let connections = ConnectionSet()
 
         var listeners: [(channel: any Channel, address: ListenAddress)] = []

@@ -1,3 +1,4 @@
+import ExecStreamCore
 import ExecStreamHTTP1
 import ExecStreamHTTP2
 import NIOCore
@@ -8,6 +9,7 @@ import NIOHTTP1
 /// kubelet streaming library does.
 struct StreamRouter: Sendable {
     let grpc: GRPCHTTP2ServerTransport
+    let streaming: StreamingEndpoint
     let enableBenchmarkRoutes: Bool
 
     static let notFoundBody = "404 page not found\n"
@@ -19,7 +21,15 @@ struct StreamRouter: Sendable {
             self.grpc.accept(stream)
             return
         }
-        switch (head.method, head.pathWithoutQuery) {
+        let path = head.pathWithoutQuery ?? ""
+        for kind in [StreamingRequestKind.exec, .attach] {
+            let prefix = "/\(kind.rawValue)/"
+            if path.hasPrefix(prefix), path.count > prefix.count, !path.dropFirst(prefix.count).contains("/") {
+                self.streaming.serve(stream, kind: kind, token: String(path.dropFirst(prefix.count)))
+                return
+            }
+        }
+        switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
             Self.respond(stream, status: 200, body: head.method == "HEAD" ? "" : "ok\n")
         case ("GET", "/debug/bytes") where self.enableBenchmarkRoutes:
@@ -40,16 +50,27 @@ struct StreamRouter: Sendable {
         }
     }
 
-    private static func respond(_ stream: HTTP2ServerStream, status: Int, body: String) {
+    /// Answers with an error before any streaming.
+    static func respond(_ stream: HTTP2ServerStream, _ error: HTTPErrorResponse) {
+        var headers = HTTP2Headers()
+        for (name, value) in error.headers {
+            headers.add(name: name, value: value)
+        }
+        Self.respond(stream, status: error.status, headers: headers, body: error.body)
+    }
+
+    /// Answers with a small plain-text body.
+    static func respond(_ stream: HTTP2ServerStream, status: Int, headers extra: HTTP2Headers = HTTP2Headers(), body: String) {
         guard !body.isEmpty else {
-            stream.sendResponseHead(status: status, endStream: true)
+            stream.sendResponseHead(status: status, headers: extra, endStream: true)
             return
         }
         // Routing runs on the connection's event loop: write in place, no task, no hops.
-        stream.sendResponseHead(
-            status: status,
-            headers: ["content-type": "text/plain; charset=utf-8", "content-length": String(body.utf8.count)]
-        )
+        var headers: HTTP2Headers = ["content-type": "text/plain; charset=utf-8", "content-length": String(body.utf8.count)]
+        for field in extra {
+            headers.add(name: field.name, value: field.value)
+        }
+        stream.sendResponseHead(status: status, headers: headers)
         _ = stream.writeOnEventLoop(ByteBuffer(string: body))
         stream.finish()
     }

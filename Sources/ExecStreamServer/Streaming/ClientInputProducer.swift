@@ -1,0 +1,101 @@
+import ExecStreamCore
+import NIOCore
+import Synchronization
+
+/// A client's stdin as the producer of a session's stdin channel.
+///
+/// The protocol reader hands over what the client sent with `produce`, and calls
+/// `waitUntilResumed()` before it reads more from the client. A process that does not read its
+/// stdin therefore pauses the reader at the channel's high watermark, the reader stops consuming
+/// the request body, and flow control stops the client: memory stays bounded.
+final class ClientInputProducer: IOChannelProducer {
+    private struct State {
+        var generation: ProducerGeneration?
+        var paused = false
+        var lastFlowSequence: UInt64 = 0
+        /// Stopped (the channel is closing) or finished by us (end of stream, detach).
+        var done = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let id: IOChannelID
+    private let registry: ChannelRegistry
+    private let state = Mutex(State())
+
+    private init(id: IOChannelID, registry: ChannelRegistry) {
+        self.id = id
+        self.registry = registry
+    }
+
+    /// Attaches a producer to `id`; nil if the channel does not take one.
+    static func attach(to id: IOChannelID, registry: ChannelRegistry) -> ClientInputProducer? {
+        let producer = ClientInputProducer(id: id, registry: registry)
+        guard let generation = registry.attachProducer(id, producer) else { return nil }
+        producer.state.withLock { $0.generation = generation }
+        return producer
+    }
+
+    /// The client sent these stdin bytes.
+    func produce(_ chunk: ByteBuffer) {
+        guard let generation = self.state.withLock({ $0.done ? nil : $0.generation }) else { return }
+        self.registry.produced(self.id, chunk, by: generation)
+    }
+
+    /// The client ended stdin: the process's stdin closes once every byte before this is written.
+    func close() {
+        guard let generation = self.finish() else { return }
+        self.registry.producerClosed(self.id, by: generation)
+    }
+
+    /// The client went away without ending stdin.
+    func detach() {
+        guard let generation = self.finish() else { return }
+        self.registry.producerDetached(self.id, by: generation)
+    }
+
+    /// Returns once the channel has room again (at once if it has, or if producing is over).
+    func waitUntilResumed() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = self.state.withLock { state -> Bool in
+                guard state.paused && !state.done else { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready {
+                continuation.resume()
+            }
+        }
+    }
+
+    func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64) {
+        let released = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard sequence > state.lastFlowSequence else { return [] }
+            state.lastFlowSequence = sequence
+            switch signal {
+            case .pause:
+                state.paused = true
+                return []
+            case .resume:
+                state.paused = false
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+        }
+        released.forEach { $0.resume() }
+    }
+
+    func stop() {
+        _ = self.finish()
+    }
+
+    private func finish() -> ProducerGeneration? {
+        let (generation, released) = self.state.withLock { state -> (ProducerGeneration?, [CheckedContinuation<Void, Never>]) in
+            guard !state.done else { return (nil, []) }
+            state.done = true
+            defer { state.waiters = [] }
+            return (state.generation, state.waiters)
+        }
+        released.forEach { $0.resume() }
+        return generation
+    }
+}

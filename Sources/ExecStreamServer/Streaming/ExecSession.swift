@@ -1,0 +1,349 @@
+import ExecStreamCore
+import ExecStreamProcess
+import Logging
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What became of a write of output to the client.
+enum SessionOutputWriteResult: Hashable, Sendable {
+    /// Queued; the client may take more.
+    case writable
+    /// Queued, but the client is behind: wait for `whenWritable` before answering the delivery.
+    case aboveHighWatermark
+    /// The client's stream is gone; nothing was queued.
+    case closed
+}
+
+/// The client side of a session, whatever the protocol (native HTTP/2 today; SPDY and WebSocket
+/// plug in here). Every method is called on `eventLoop`.
+protocol SessionClientStream: AnyObject {
+    /// The loop the session runs on.
+    var eventLoop: any EventLoop { get }
+    /// Writes bytes of `stream` (stdout or stderr).
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult
+    /// Calls `callback` once the client has taken what was queued (or is gone).
+    func whenWritable(_ callback: @escaping () -> Void)
+    /// Ends the client's output streams (FIN, close frames).
+    func finishOutputs(_ streams: Set<StandardStream>)
+    /// Writes the status and ends the response.
+    func writeStatus(_ outcome: RemoteCommandOutcome)
+    /// Releases the client's stream (reset it if the response has not ended).
+    func close()
+}
+
+/// What a session runs: the cached CRI request, resolved against its container.
+struct ExecSessionPlan: Sendable {
+    /// The container.
+    var container: ContainerSpec
+    /// The command to run.
+    var command: [String]
+    /// A terminal instead of pipes.
+    var tty: Bool
+    /// Streams the client asked for.
+    var stdin: Bool
+    var stdout: Bool
+    var stderr: Bool
+}
+
+/// Drives one exec session: the `ExecSessionStateMachine` decides, this carries out. It owns the
+/// process and the session's three IOChannels; bytes move through the registry both ways.
+/// Lives on its client's event loop: every method is called there.
+final class ExecSession {
+    private let plan: ExecSessionPlan
+    private let registry: ChannelRegistry
+    private let client: any SessionClientStream
+    private let logger: Logger
+    private var machine: ExecSessionStateMachine
+    /// The owner part of the session's channel ids: `exec-<random>`.
+    private let owner: String
+    private var process: SpawnedProcess?
+    private var processRunning = false
+    private var readers: [ProcessOutputReader] = []
+    private var writer: ProcessInputWriter?
+    private var consumers: [StandardStream: ClientOutputConsumer] = [:]
+    private var stdinProducer: ClientInputProducer?
+    private var drainTimer: Scheduled<Void>?
+    /// False once the outputs are finished or abandoned: a late delivery must not follow them.
+    private var acceptsOutput = true
+
+    /// Channels of an exec linger only briefly: nobody can reattach to them.
+    static let channelOptions = IOChannelOptions(lingerTTL: .seconds(5))
+
+    init(plan: ExecSessionPlan, registry: ChannelRegistry, client: any SessionClientStream, logger: Logger) {
+        self.plan = plan
+        self.registry = registry
+        self.client = client
+        self.logger = logger
+        var outputs: Set<StandardStream> = []
+        if plan.stdout { outputs.insert(.stdout) }
+        if plan.stderr && !plan.tty { outputs.insert(.stderr) }
+        self.machine = ExecSessionStateMachine(configuration: .init(kind: .exec, outputs: outputs))
+        var random = SystemRandomNumberGenerator()
+        self.owner = "exec-" + String(random.next(), radix: 16)
+    }
+
+    private var eventLoop: any EventLoop { self.client.eventLoop }
+
+    private func channelID(_ stream: StandardStream) -> IOChannelID {
+        IOChannelID(owner: self.owner, stream: stream)
+    }
+
+    /// Registers the channels and attaches the client's ends, then lets the machine start the
+    /// process: nothing the process writes can be missed, and stdin sent early waits in its channel.
+    /// Returns the producer the client's stdin frames go to (nil without stdin).
+    func start() -> ClientInputProducer? {
+        self.eventLoop.preconditionInEventLoop()
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        for stream in self.machine.configuration.outputs {
+            let id = self.channelID(stream)
+            _ = self.registry.register(id, options: Self.channelOptions)
+            let consumer = ClientOutputConsumer(stream: stream, session: loopBound, registry: self.registry)
+            self.consumers[stream] = consumer
+            if let generation = self.registry.attachConsumer(id, consumer) {
+                consumer.attached(as: generation)
+            }
+        }
+        if self.plan.stdin {
+            let id = self.channelID(.stdin)
+            _ = self.registry.register(id, options: Self.channelOptions)
+            self.stdinProducer = ClientInputProducer.attach(to: id, registry: self.registry)
+        }
+        self.perform(self.machine.clientStreamsReady())
+        return self.stdinProducer
+    }
+
+    // MARK: Client events
+
+    /// The client sent a terminal size.
+    func terminalResized(_ size: TerminalSize) {
+        self.perform(self.machine.terminalResized(size))
+    }
+
+    /// The client's stream is gone (reset, connection lost, protocol error).
+    func clientVanished() {
+        self.perform(self.machine.clientVanished())
+    }
+
+    // MARK: Output consumers
+
+    fileprivate func deliverOutput(
+        _ stream: StandardStream,
+        _ chunks: [ByteBuffer],
+        byteCount: Int,
+        acknowledge: @escaping (_ delivered: Bool) -> Void
+    ) {
+        guard self.acceptsOutput else {
+            acknowledge(false)
+            return
+        }
+        switch self.client.writeOutput(stream, chunks, byteCount: byteCount) {
+        case .writable:
+            acknowledge(true)
+        case .aboveHighWatermark:
+            // The client is behind: the channel's next delivery waits, so the process is paused at
+            // the registry's watermark and memory stays bounded.
+            self.client.whenWritable { acknowledge(true) }
+        case .closed:
+            acknowledge(false)
+        }
+    }
+
+    fileprivate func outputDrained(_ stream: StandardStream) {
+        self.perform(self.machine.outputDrained(stream))
+    }
+
+    // MARK: Carrying out actions
+
+    private func perform(_ actions: [ExecSessionAction]) {
+        for action in actions {
+            switch action {
+            case .startProcess(let initialSize):
+                self.startProcess(initialSize: initialSize)
+            case .attachToContainer:
+                preconditionFailure("an exec session never attaches")
+            case .resizeTerminal(let size):
+                if let terminal = self.process?.terminal {
+                    try? ProcessSpawner.resize(terminal: terminal, to: size)
+                }
+            case .armDrainTimer(let delay):
+                let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+                self.drainTimer = self.eventLoop.scheduleTask(in: delay) {
+                    loopBound.value.perform(loopBound.value.machine.drainTimerFired())
+                }
+            case .cancelDrainTimer:
+                self.drainTimer?.cancel()
+                self.drainTimer = nil
+            case .abandonOutputs:
+                // A background child still holds the output open: stop reading, let go of the
+                // client's ends; the channels are collected after their short linger.
+                self.stopReading()
+            case .finishOutputStreams:
+                self.acceptsOutput = false
+                self.client.finishOutputs(self.machine.configuration.outputs)
+                self.perform(self.machine.outputStreamsFinished())
+            case .writeStatus(let outcome):
+                self.client.writeStatus(outcome)
+                self.perform(self.machine.statusWritten())
+            case .killProcessGroup:
+                if let process = self.process, self.processRunning {
+                    ProcessSpawner.signalGroup(of: process.pid, SIGKILL)
+                }
+            case .close:
+                self.release()
+            }
+        }
+    }
+
+    private func startProcess(initialSize: TerminalSize?) {
+        var configuration = ProcessConfiguration(
+            arguments: self.plan.command,
+            environment: self.plan.container.environment,
+            workingDirectory: self.plan.container.workingDirectory,
+            stdio: self.plan.tty
+                ? .terminal(initialSize: initialSize)
+                : .pipes(stdin: self.plan.stdin, stdout: self.plan.stdout, stderr: self.plan.stderr)
+        )
+        configuration.userID = self.plan.container.userID
+        configuration.groupID = self.plan.container.groupID
+        let process: SpawnedProcess
+        do {
+            process = try ProcessSpawner.spawn(configuration)
+        } catch {
+            self.logger.debug("exec failed to start", metadata: ["command": "\(self.plan.command)", "error": "\(error)"])
+            self.perform(self.machine.processFailedToStart(message: error.message))
+            return
+        }
+        self.process = process
+        self.processRunning = true
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let eventLoop = self.eventLoop
+        let registry = self.registry
+        let outputs: [(StandardStream, Int32)] = self.plan.tty
+            ? [(StandardStream.stdout, process.terminal.map { dup($0) })].compactMap { stream, fd in fd.map { (stream, $0) } }
+            : [(StandardStream.stdout, process.stdout), (.stderr, process.stderr)].compactMap { stream, fd in fd.map { (stream, $0) } }
+        let input: Int32? = self.plan.tty ? (self.plan.stdin ? process.terminal.map { dup($0) } : nil) : process.stdin
+        let isTerminal = self.plan.tty
+        let ids = (stdout: self.channelID(.stdout), stderr: self.channelID(.stderr), stdin: self.channelID(.stdin))
+        Task {
+            var readers: [ProcessOutputReader] = []
+            for (stream, fd) in outputs {
+                let id = stream == .stdout ? ids.stdout : ids.stderr
+                if let reader = await ProcessOutputReader.start(fd: fd, id: id, registry: registry, on: eventLoop) {
+                    readers.append(reader)
+                }
+            }
+            let writer: ProcessInputWriter?
+            if let input {
+                writer = await ProcessInputWriter.start(fd: input, id: ids.stdin, isTerminal: isTerminal, registry: registry, on: eventLoop)
+            } else {
+                writer = nil
+            }
+            let started = readers
+            eventLoop.execute {
+                let session = loopBound.value
+                session.readers = started
+                session.writer = writer
+                session.perform(session.machine.processStarted())
+            }
+            let status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
+            eventLoop.execute {
+                let session = loopBound.value
+                session.processRunning = false
+                session.perform(session.machine.processExited(status))
+            }
+        }
+    }
+
+    private func stopReading() {
+        self.acceptsOutput = false
+        for reader in self.readers {
+            reader.stop()
+        }
+        self.readers = []
+        for (stream, consumer) in self.consumers {
+            consumer.detach(from: self.channelID(stream))
+        }
+        self.consumers = [:]
+    }
+
+    private func release() {
+        self.drainTimer?.cancel()
+        self.drainTimer = nil
+        self.stopReading()
+        self.writer?.close()
+        self.writer = nil
+        if let stdinProducer = self.stdinProducer {
+            stdinProducer.detach()
+            self.stdinProducer = nil
+        }
+        for stream in StandardStream.allCases {
+            self.registry.requestRemoval(self.channelID(stream))
+        }
+        if let terminal = self.process?.terminal {
+            close(terminal)
+        }
+        self.client.close()
+    }
+}
+
+/// Hands one output channel of a session to its client.
+final class ClientOutputConsumer: IOChannelConsumer {
+    private let stream: StandardStream
+    private let session: NIOLoopBound<ExecSession>
+    private let registry: ChannelRegistry
+    private let generation = Mutex<ConsumerGeneration?>(nil)
+
+    init(stream: StandardStream, session: NIOLoopBound<ExecSession>, registry: ChannelRegistry) {
+        self.stream = stream
+        self.session = session
+        self.registry = registry
+    }
+
+    func attached(as generation: ConsumerGeneration) {
+        self.generation.withLock { $0 = generation }
+    }
+
+    func deliver(_ chunks: [ByteBuffer], byteCount: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
+        self.attached(as: generation)
+        let session = self.session
+        let registry = self.registry
+        let stream = self.stream
+        session.eventLoop.execute {
+            session.value.deliverOutput(stream, chunks, byteCount: byteCount) { delivered in
+                if delivered {
+                    registry.delivered(id, byteCount: byteCount, by: generation)
+                } else {
+                    registry.deliveryFailed(id, by: generation, deliveredByteCount: 0)
+                }
+            }
+        }
+    }
+
+    func deliverEndOfStream(channel id: IOChannelID, generation: ConsumerGeneration) {
+        let session = self.session
+        let stream = self.stream
+        self.registry.endOfStreamDelivered(id, by: generation)
+        session.eventLoop.execute {
+            session.value.outputDrained(stream)
+        }
+    }
+
+    func ended(channel id: IOChannelID, generation: ConsumerGeneration, reason: IOChannelConsumerEnd) {
+        let session = self.session
+        let stream = self.stream
+        session.eventLoop.execute {
+            session.value.outputDrained(stream)
+        }
+    }
+
+    /// The session no longer reads this channel.
+    func detach(from id: IOChannelID) {
+        if let generation = self.generation.withLock({ $0 }) {
+            self.registry.consumerDetached(id, by: generation)
+        }
+    }
+}

@@ -54,7 +54,21 @@ let package = Package(
                 "CNghttp2",
                 "ExecStreamCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // The client library: CRI calls and native exec/attach streams, for the CLI and tests.
+        .target(
+            name: "ExecStreamClient",
+            dependencies: [
+                "ExecStreamCore",
+                "ExecStreamHTTP2",
+                "ExecStreamProtos",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
         ),
@@ -112,8 +126,10 @@ let package = Package(
             name: "execstream",
             dependencies: [
                 "ExecStreamCore",
+                "ExecStreamClient",
                 "ExecStreamServer",
                 "CNghttp2",
+                "CExecSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

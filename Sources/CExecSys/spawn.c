@@ -37,6 +37,16 @@ int execstream_set_window_size(int fd, unsigned short rows, unsigned short colum
     return ioctl(fd, TIOCSWINSZ, &size);
 }
 
+int execstream_get_window_size(int fd, unsigned short *rows, unsigned short *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0) {
+        return -1;
+    }
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
+}
+
 /// Shared with the child (CLONE_VM): the request, and where it reports a failure before exec.
 typedef struct {
     const execstream_spawn_request *request;

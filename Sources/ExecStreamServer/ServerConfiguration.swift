@@ -1,3 +1,4 @@
+public import ExecStreamCore
 public import ExecStreamHTTP2
 public import NIOCore
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ExecStreamCore
 import ExecStreamHTTP2
 import ExecStreamServer
 import Logging

@@ -13,6 +13,9 @@ int execstream_open_pty(char *slave_path, size_t slave_path_size);
 /// Sets a terminal's window size (TIOCSWINSZ). Returns 0, or -1 with errno set.
 int execstream_set_window_size(int fd, unsigned short rows, unsigned short columns);
 
+/// Reads a terminal's window size (TIOCGWINSZ). Returns 0, or -1 with errno set.
+int execstream_get_window_size(int fd, unsigned short *rows, unsigned short *columns);
+
 /// What the child does between clone and execve, in this order: leave the parent's session
 /// (setsid), join namespaces (setns on each fd), make the pty slave its controlling terminal and
 /// stdio, or dup2 the given fds onto 0/1/2, change directory, drop to group/supplementary

@@ -1,4 +1,4 @@
-import ExecStreamServer
+import ExecStreamCore
 import Testing
 
 @Suite("Listen addresses")
@@ -18,8 +18,8 @@ struct ListenAddressTests {
 
     @Test("invalid addresses are one clear error", arguments: ["127.0.0.1", ":80", "host:99999", "unix://relative", "vsock://3:1024", "vsock://:x"])
     func rejects(text: String) {
-        let error = #expect(throws: ServerError.self) { try ListenAddress(parsing: text) }
-        #expect(error?.code == .invalidConfiguration)
+        let error = #expect(throws: ExecStreamError.self) { try ListenAddress(parsing: text) }
+        #expect(error?.code == .invalidArgument)
     }
 
     @Test("descriptions are what the server prints")

@@ -1,4 +1,5 @@
-/// Where the server listens. Every listener serves the same protocols (gRPC, streaming, HTTP/1.1).
+/// Where the server listens, and where clients connect. Every listener serves the same protocols
+/// (gRPC, streaming, HTTP/1.1).
 public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     /// TCP on a host (IPv4 or IPv6 literal, or a name) and port; port 0 picks a free one.
     case tcp(host: String, port: Int)
@@ -9,11 +10,11 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses `HOST:PORT`, `[IPV6]:PORT`, `unix:///path` (or `unix:/path`), `vsock://:PORT`
     /// (or `vsock://any:PORT`).
-    public init(parsing text: String) throws(ServerError) {
+    public init(parsing text: String) throws(ExecStreamError) {
         if text.hasPrefix("unix://") || text.hasPrefix("unix:") {
             let path = text.hasPrefix("unix://") ? String(text.dropFirst("unix://".count)) : String(text.dropFirst("unix:".count))
             guard path.hasPrefix("/") else {
-                throw ServerError(code: .invalidConfiguration, message: "a unix socket address needs an absolute path: \(text)")
+                throw ExecStreamError(code: .invalidArgument, message: "a unix socket address needs an absolute path: \(text)")
             }
             self = .unix(path: path)
             return
@@ -23,20 +24,20 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
             guard let colon = rest.lastIndex(of: ":"), let port = UInt32(rest[rest.index(after: colon)...]),
                 ["", "any", "-1"].contains(String(rest[..<colon]))
             else {
-                throw ServerError(code: .invalidConfiguration, message: "a vsock address looks like vsock://:PORT: \(text)")
+                throw ExecStreamError(code: .invalidArgument, message: "a vsock address looks like vsock://:PORT: \(text)")
             }
             self = .vsock(port: port)
             return
         }
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ServerError(code: .invalidConfiguration, message: "a TCP address looks like HOST:PORT: \(text)")
+            throw ExecStreamError(code: .invalidArgument, message: "a TCP address looks like HOST:PORT: \(text)")
         }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") {
             host = String(host.dropFirst().dropLast())
         }
         guard !host.isEmpty else {
-            throw ServerError(code: .invalidConfiguration, message: "a TCP address needs a host: \(text)")
+            throw ExecStreamError(code: .invalidArgument, message: "a TCP address needs a host: \(text)")
         }
         self = .tcp(host: host, port: port)
     }

@@ -1,0 +1,136 @@
+public import ExecStreamCore
+public import ExecStreamHTTP2
+import Foundation
+public import NIOCore
+
+/// How a remote command ended, as the client learned it.
+public struct RemoteCommandResult: Hashable, Sendable {
+    /// The command's exit code (0–255), or nil if it could not run.
+    public var exitCode: UInt8?
+    /// The status message ("" for success).
+    public var message: String
+}
+
+/// The client side of one native HTTP/2 exec or attach stream (PROTOCOLS.md §9).
+///
+/// Output arrives through `receive`; stdin and resizes go out as frames at any time. Stdin is
+/// closed with a close frame, so resizes can still follow; the request ends once the status is in.
+public final class NativeStreamClient: Sendable {
+    /// The media type of the native format.
+    public static let contentType = "application/vnd.execstream.v1"
+
+    private let stream: HTTP2ClientStream
+
+    private init(stream: HTTP2ClientStream) {
+        self.stream = stream
+    }
+
+    /// Opens the stream at `url`'s path on `connection` (the server that issued the URL).
+    /// `terminalSize` is applied before the process starts.
+    public static func open(url: String, on connection: HTTP2ClientConnection, terminalSize: TerminalSize? = nil) async throws(ClientError)
+        -> NativeStreamClient
+    {
+        guard let components = URLComponents(string: url), !components.path.isEmpty else {
+            throw ClientError(code: .protocolError, message: "the server returned an invalid streaming URL: \(url)")
+        }
+        var headers = [HTTP2ClientHeader("content-type", Self.contentType)]
+        if let terminalSize {
+            headers.append(HTTP2ClientHeader("execstream-terminal-size", "\(terminalSize.width)x\(terminalSize.height)"))
+        }
+        do {
+            return NativeStreamClient(stream: try await connection.makeStream(method: "POST", path: components.path, headers: headers))
+        } catch {
+            throw ClientError(code: .unavailable, message: "cannot open \(url): \(error)")
+        }
+    }
+
+    /// Sends stdin bytes (suspends while the server's window is full).
+    public func sendStdin(_ bytes: ByteBuffer) async throws {
+        try await self.send(.data(.stdin, bytes))
+    }
+
+    /// Ends stdin: the process's stdin closes after every byte sent before.
+    public func closeStdin() async throws {
+        try await self.send(.close(.stdin))
+    }
+
+    /// Resizes the terminal.
+    public func resize(_ size: TerminalSize) async throws {
+        try await self.send(.data(.resize, ByteBuffer(string: #"{"Width":\#(size.width),"Height":\#(size.height)}"#)))
+    }
+
+    /// Gives up on the command: resets the stream (the server kills an exec's process group).
+    public func cancel() {
+        self.stream.reset()
+    }
+
+    /// Reads the response to its end, handing stdout and stderr bytes to `output` in order.
+    public func receive(output: (StandardStream, ByteBuffer) async throws -> Void) async throws(ClientError) -> RemoteCommandResult {
+        var decoder = NativeFrameDecoder()
+        var buffered = ByteBuffer()
+        var status: ByteBuffer?
+        var trailers: [HTTP2ClientHeader] = []
+        do {
+            for try await event in self.stream.response {
+                switch event {
+                case .head(let code, let headers):
+                    guard code == 200 else {
+                        throw ClientError(code: .streamRefused, message: "the streaming endpoint answered HTTP \(code)")
+                    }
+                    guard headers[first: "content-type"] == Self.contentType else {
+                        throw ClientError(code: .protocolError, message: "the streaming endpoint does not speak \(Self.contentType)")
+                    }
+                case .data(let chunk):
+                    buffered.writeImmutableBuffer(chunk)
+                    while let frame = try decoder.decode(buffer: &buffered) {
+                        switch frame {
+                        case .data(.stdout, let payload):
+                            try await output(.stdout, payload)
+                        case .data(.stderr, let payload):
+                            try await output(.stderr, payload)
+                        case .data(.error, let payload):
+                            status = payload
+                        case .data(.stdin, _), .data(.resize, _), .close:
+                            break
+                        }
+                    }
+                    buffered.discardReadBytes()
+                case .trailers(let fields):
+                    trailers = fields
+                }
+            }
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError(code: .unavailable, message: "the stream broke: \(error)")
+        }
+        self.stream.finish()
+        return try Self.result(status: status, trailers: trailers)
+    }
+
+    private func send(_ frame: NativeFrame) async throws {
+        var buffer = ByteBuffer()
+        NativeFrameEncoder.encode(frame, into: &buffer)
+        try await self.stream.write(buffer)
+    }
+
+    /// The exit code from the trailers (or the status's ExitCode cause), and the status message.
+    static func result(status: ByteBuffer?, trailers: [HTTP2ClientHeader]) throws(ClientError) -> RemoteCommandResult {
+        let json = status.map { Data($0.readableBytesView) } ?? trailers[first: "execstream-status"].map { Data($0.utf8) }
+        guard let json, let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+            throw ClientError(code: .protocolError, message: "the stream ended without a status")
+        }
+        let message = object["message"] as? String ?? ""
+        if object["status"] as? String == "Success" {
+            return RemoteCommandResult(exitCode: 0, message: message)
+        }
+        if let code = trailers[first: "execstream-exit-code"].flatMap({ UInt8($0) }) {
+            return RemoteCommandResult(exitCode: code, message: message)
+        }
+        let causes = ((object["details"] as? [String: Any])?["causes"] as? [[String: Any]]) ?? []
+        if let cause = causes.first(where: { $0["reason"] as? String == "ExitCode" }), let code = (cause["message"] as? String).flatMap({ UInt8($0) }) {
+            return RemoteCommandResult(exitCode: code, message: message)
+        }
+        return RemoteCommandResult(exitCode: nil, message: message)
+    }
+}

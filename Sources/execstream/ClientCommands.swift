@@ -1,0 +1,188 @@
+import ArgumentParser
+import CExecSys
+import Dispatch
+import ExecStreamClient
+import ExecStreamCore
+import ExecStreamHTTP2
+import ExecStreamProtos
+import Foundation
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the client commands find the server.
+struct ServerOptions: ParsableArguments {
+    @Option(
+        name: .customLong("server"),
+        help: "The server: HOST:PORT or unix:///path (default: $EXECSTREAM_SERVER, else 127.0.0.1:10350)."
+    )
+    var server: String?
+
+    func connect() async throws(ClientError) -> CRIClient {
+        let text = self.server ?? ProcessInfo.processInfo.environment["EXECSTREAM_SERVER"] ?? "127.0.0.1:10350"
+        let address: ListenAddress
+        do {
+            address = try ListenAddress(parsing: text)
+        } catch {
+            throw ClientError(code: .unavailable, message: "invalid --server \(text): \(error.message)")
+        }
+        do {
+            return CRIClient(connection: try await HTTP2ClientConnection.connect(to: address))
+        } catch {
+            throw ClientError(code: .unavailable, message: "cannot connect to \(text): \(error)")
+        }
+    }
+}
+
+/// `execstream exec`: run a command in a container, streaming its IO, and exit with its code.
+struct ExecCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command in a container; the exit code is the command's.",
+        discussion: "Example: execstream exec demo -- sh -c 'echo hi; exit 3'"
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Flag(name: [.customShort("i"), .customLong("stdin")], help: "Pass stdin to the command.")
+    var interactive = false
+
+    @Flag(name: [.customShort("t"), .customLong("tty")], help: "Run the command on a terminal (raw mode here, resizes follow).")
+    var tty = false
+
+    @Argument(help: "The container's id or name.")
+    var container: String
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func run() async throws {
+        let command = self.command.first == "--" ? Array(self.command.dropFirst()) : self.command
+        guard !command.isEmpty else {
+            throw ValidationError("a command is needed: execstream exec CONTAINER -- COMMAND [ARG...]")
+        }
+        let code = await ClientFailure.reporting {
+            let client = try await self.server.connect()
+            let request = Runtime_V1_ExecRequest.with {
+                $0.containerID = self.container
+                $0.cmd = command
+                $0.tty = self.tty
+                $0.stdin = self.interactive
+                $0.stdout = true
+                $0.stderr = !self.tty
+            }
+            let url = try await client.exec(request).url
+            return try await RemoteTerminalSession(client: client, tty: self.tty, stdin: self.interactive).run(url: url)
+        }
+        throw ExitCode(code)
+    }
+}
+
+/// `execstream exec-sync`: run a command to completion and print what it wrote (CRI ExecSync).
+struct ExecSyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec-sync",
+        abstract: "Run a command to completion and print its output; the exit code is the command's."
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Option(name: .customLong("timeout"), help: "Seconds before the command is killed (0: no limit).")
+    var timeout: Int64 = 0
+
+    @Flag(name: .customLong("json"), help: "Print one JSON object: exit code, stdout, stderr, truncation.")
+    var json = false
+
+    @Argument(help: "The container's id or name.")
+    var container: String
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func run() async throws {
+        let command = self.command.first == "--" ? Array(self.command.dropFirst()) : self.command
+        guard !command.isEmpty else {
+            throw ValidationError("a command is needed: execstream exec-sync CONTAINER -- COMMAND [ARG...]")
+        }
+        guard self.timeout >= 0 else { throw ValidationError("--timeout must be 0 or more seconds") }
+        let json = self.json
+        let code = await ClientFailure.reporting(json: json) {
+            let client = try await self.server.connect()
+            let request = Runtime_V1_ExecSyncRequest.with {
+                $0.containerID = self.container
+                $0.cmd = command
+                $0.timeout = self.timeout
+            }
+            let (response, trailers) = try await client.execSync(request)
+            if json {
+                let object: [String: Any] = [
+                    "exitCode": Int(response.exitCode),
+                    "stdout": String(decoding: response.stdout, as: UTF8.self),
+                    "stderr": String(decoding: response.stderr, as: UTF8.self),
+                    "stdoutDroppedBytes": Int(trailers[first: "execstream-stdout-dropped-bytes"] ?? "0") ?? 0,
+                    "stderrDroppedBytes": Int(trailers[first: "execstream-stderr-dropped-bytes"] ?? "0") ?? 0,
+                ]
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                StandardIO.write(Array(data) + [0x0A], to: STDOUT_FILENO)
+            } else {
+                StandardIO.write(Array(response.stdout), to: STDOUT_FILENO)
+                StandardIO.write(Array(response.stderr), to: STDERR_FILENO)
+            }
+            return Int32(response.exitCode)
+        }
+        throw ExitCode(code)
+    }
+}
+
+/// Turns failures into one clear line (or one JSON object) and exit code 1.
+enum ClientFailure {
+    static func reporting(json: Bool = false, _ body: () async throws -> Int32) async -> Int32 {
+        do {
+            return try await body()
+        } catch {
+            let failure = error as? ClientError ?? ClientError(code: .unavailable, message: "\(error)")
+            if json {
+                let object: [String: Any] = ["error": ["code": failure.code.rawValue, "message": failure.message]]
+                if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+                    StandardIO.write(Array(data) + [0x0A], to: STDOUT_FILENO)
+                }
+            } else {
+                StandardIO.write(Array("execstream: \(failure.message)\n".utf8), to: STDERR_FILENO)
+            }
+            return 1
+        }
+    }
+}
+
+/// Writes to the process's own stdout and stderr, whole buffers, blocking.
+enum StandardIO {
+    static func write(_ bytes: [UInt8], to fd: Int32) {
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += written
+            }
+        }
+    }
+
+    static func write(_ buffer: ByteBuffer, to fd: Int32) {
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += written
+            }
+        }
+    }
+}

@@ -190,6 +190,11 @@ let package = Package(
             name: "ExecStreamServerTests",
             dependencies: [
                 "ExecStreamServer",
+                "ExecStreamClient",
+                "ExecStreamCore",
+                "ExecStreamHTTP2",
+                "ExecStreamProtos",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

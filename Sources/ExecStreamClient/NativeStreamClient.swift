@@ -9,6 +9,11 @@ public struct RemoteCommandResult: Hashable, Sendable {
     public var exitCode: UInt8?
     /// The status message ("" for success).
     public var message: String
+
+    public init(exitCode: UInt8?, message: String) {
+        self.exitCode = exitCode
+        self.message = message
+    }
 }
 
 /// The client side of one native HTTP/2 exec or attach stream (PROTOCOLS.md §9).

@@ -25,6 +25,10 @@ public final class ExecStreamServer: Service, Sendable {
     private let configuration: ServerConfiguration
     private let logger: Logger
     private let onListening: @Sendable ([ListenAddress]) -> Void
+    private let registry = ChannelRegistry()
+
+    /// IOChannels alive now (exec and container stdio); back to its baseline when sessions end.
+    public var liveChannelCount: Int { self.registry.channelCount }
 
     /// - Parameter onListening: called once every listener is bound, with the bound addresses
     ///   (a TCP port 0 replaced by the real port).
@@ -49,7 +53,7 @@ public final class ExecStreamServer: Service, Sendable {
         }
         let advertised = AdvertisedStreamingAddress()
         let requests = StreamingRequestCache()
-        let registry = ChannelRegistry()
+        let registry = self.registry
         let runtime = CRIRuntimeService(
             containers: containers,
             requests: requests,

@@ -86,8 +86,10 @@ public struct ExecSessionStateMachine: Sendable {
     private enum State: Sendable {
         /// The client's streams are not all there yet; a size that arrives early waits here.
         case awaitingStreams(pendingSize: TerminalSize?)
-        /// The process is being started; a resize that arrives meanwhile waits here.
-        case starting(pendingResize: TerminalSize?)
+        /// The process is being started; a resize that arrives meanwhile waits here. Its output
+        /// may already reach end of stream (a command that exits at once), so drained outputs
+        /// are tracked from here on.
+        case starting(pendingResize: TerminalSize?, openOutputs: Set<StandardStream>)
         /// The process runs; these outputs have not reached end of stream yet.
         case running(openOutputs: Set<StandardStream>)
         /// The process exited; waiting (bounded) for the rest of its output.
@@ -124,7 +126,7 @@ public struct ExecSessionStateMachine: Sendable {
         case .awaitingStreams(let size):
             switch self.configuration.kind {
             case .exec:
-                self.state = .starting(pendingResize: nil)
+                self.state = .starting(pendingResize: nil, openOutputs: self.configuration.outputs)
                 return [.startProcess(initialSize: size)]
             case .attach:
                 self.state = .running(openOutputs: self.configuration.outputs)
@@ -141,8 +143,8 @@ public struct ExecSessionStateMachine: Sendable {
         case .awaitingStreams:
             self.state = .awaitingStreams(pendingSize: size)
             return []
-        case .starting:
-            self.state = .starting(pendingResize: size)
+        case .starting(_, let open):
+            self.state = .starting(pendingResize: size, openOutputs: open)
             return []
         case .running, .drainingAfterExit:
             return [.resizeTerminal(size)]
@@ -154,8 +156,8 @@ public struct ExecSessionStateMachine: Sendable {
     /// The process is running.
     public mutating func processStarted() -> [ExecSessionAction] {
         switch self.state {
-        case .starting(let pendingResize):
-            self.state = .running(openOutputs: self.configuration.outputs)
+        case .starting(let pendingResize, let open):
+            self.state = .running(openOutputs: open)
             return pendingResize.map { [.resizeTerminal($0)] } ?? []
         case .abandoned:
             // The client left while the process was starting.
@@ -183,6 +185,10 @@ public struct ExecSessionStateMachine: Sendable {
     /// Every byte of `stream` reached the client, then end of stream.
     public mutating func outputDrained(_ stream: StandardStream) -> [ExecSessionAction] {
         switch self.state {
+        case .starting(let pendingResize, var open):
+            open.remove(stream)
+            self.state = .starting(pendingResize: pendingResize, openOutputs: open)
+            return []
         case .running(var open):
             open.remove(stream)
             self.state = .running(openOutputs: open)
@@ -195,7 +201,7 @@ public struct ExecSessionStateMachine: Sendable {
             }
             self.state = .finishingOutputs(self.outcome(for: status))
             return [.cancelDrainTimer, .finishOutputStreams]
-        case .awaitingStreams, .starting, .finishingOutputs, .writingStatus, .abandoned, .closed:
+        case .awaitingStreams, .finishingOutputs, .writingStatus, .abandoned, .closed:
             return []
         }
     }

@@ -273,15 +273,18 @@ final class ExecSession {
     private func release() {
         self.drainTimer?.cancel()
         self.drainTimer = nil
+        // Removal first: a channel whose consumer is still attached ends through it at once.
+        // One left unattended (stdin the process never read, output a background child held)
+        // is collected after its short linger.
+        for stream in StandardStream.allCases {
+            self.registry.requestRemoval(self.channelID(stream))
+        }
         self.stopReading()
         self.writer?.close()
         self.writer = nil
         if let stdinProducer = self.stdinProducer {
             stdinProducer.detach()
             self.stdinProducer = nil
-        }
-        for stream in StandardStream.allCases {
-            self.registry.requestRemoval(self.channelID(stream))
         }
         if let terminal = self.process?.terminal {
             close(terminal)

@@ -23,6 +23,17 @@ struct ExecSessionStateMachineTests {
         #expect(session.isClosed)
     }
 
+    @Test("output that ends before the start is reported still counts (regression: `true` took the whole drain bound)")
+    func outputDrainedWhileStarting() {
+        var session = self.exec()
+        _ = session.clientStreamsReady()
+        // A command that exits at once: its pipes reach end of stream before processStarted.
+        #expect(session.outputDrained(.stdout) == [])
+        #expect(session.outputDrained(.stderr) == [])
+        #expect(session.processStarted() == [])
+        #expect(session.processExited(.exited(0)) == [.finishOutputStreams])
+    }
+
     @Test("output still open at exit is awaited, within the drain bound")
     func exitBeforeOutputDrained() {
         var session = self.exec()

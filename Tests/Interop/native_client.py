@@ -55,6 +55,9 @@ class NativeStream:
         self.buffer = b""
         self.result = None
         self.done = False
+        # With on_stdout set, stdout is handed over instead of kept (for large outputs).
+        self.on_stdout = None
+        self.stdout_bytes = 0
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -80,7 +83,7 @@ class NativeStream:
         self.flush()
 
     def pump_once(self):
-        data = self.sock.recv(65536)
+        data = self.sock.recv(1 << 20)
         if not data:
             raise ConnectionError("connection closed")
         for event in self.conn.receive_data(data):
@@ -93,7 +96,8 @@ class NativeStream:
             self.result = NativeResult(status=int(headers[":status"]), headers=headers)
         elif isinstance(event, h2.events.DataReceived):
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            self.result.body += event.data
+            if self.on_stdout is None:
+                self.result.body += event.data
             self.buffer += event.data
             self.parse_frames()
         elif isinstance(event, h2.events.TrailersReceived):
@@ -109,20 +113,30 @@ class NativeStream:
     def parse_frames(self):
         if self.result.headers.get("content-type") != CONTENT_TYPE:
             return
-        while len(self.buffer) >= 5:
-            channel, length = struct.unpack(">BI", self.buffer[:5])
-            if len(self.buffer) < 5 + length:
-                return
-            payload, self.buffer = self.buffer[5 : 5 + length], self.buffer[5 + length :]
-            self.result.order.append(channel if channel != CLOSE else ("close", payload[0]))
+        view = memoryview(self.buffer)
+        offset = 0
+        while len(view) - offset >= 5:
+            channel, length = struct.unpack(">BI", view[offset : offset + 5])
+            if len(view) - offset < 5 + length:
+                break
+            payload = bytes(view[offset + 5 : offset + 5 + length])
+            offset += 5 + length
+            if self.on_stdout is None or channel != STDOUT:
+                self.result.order.append(channel if channel != CLOSE else ("close", payload[0]))
             if channel == STDOUT:
-                self.result.stdout += payload
+                self.stdout_bytes += len(payload)
+                if self.on_stdout is not None:
+                    self.on_stdout(payload)
+                else:
+                    self.result.stdout += payload
             elif channel == STDERR:
                 self.result.stderr += payload
             elif channel == STATUS:
                 self.result.status_json = json.loads(payload)
             elif channel == CLOSE:
                 self.result.closed.append(payload[0])
+        view.release()
+        self.buffer = self.buffer[offset:]
 
     def wait(self) -> NativeResult:
         while not self.done:

@@ -28,3 +28,78 @@ def test_help_lists_the_commands(execstream_bin):
     result = run(execstream_bin, "--help")
     assert result.returncode == 0
     assert "version" in result.stdout
+
+
+def client(execstream_bin, server, *args, input=None, unix=False):
+    address = f"unix://{server.unix_socket}" if unix else f"127.0.0.1:{server.port}"
+    return subprocess.run([execstream_bin, *args[:1], "--server", address, *args[1:]], capture_output=True, input=input, timeout=120)
+
+
+def test_exec_prints_the_output_and_exits_with_the_remote_code(execstream_bin, server):
+    result = client(execstream_bin, server, "exec", "demo", "--", "sh", "-c", "echo hi; exit 3")
+    assert result.stdout == b"hi\n"
+    assert result.returncode == 3
+
+
+def test_exec_over_the_unix_socket(execstream_bin, server):
+    result = client(execstream_bin, server, "exec", "demo", "--", "echo", "via unix", unix=True)
+    assert result.stdout == b"via unix\n"
+    assert result.returncode == 0
+
+
+def test_exec_keeps_stdout_and_stderr_apart(execstream_bin, server):
+    result = client(execstream_bin, server, "exec", "demo", "--", "sh", "-c", "echo out; echo err >&2")
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+
+
+def test_exec_with_stdin_passes_every_byte_and_the_end(execstream_bin, server):
+    data = bytes(range(256)) * 4096
+    result = client(execstream_bin, server, "exec", "-i", "demo", "--", "sha256sum", input=data)
+    import hashlib
+
+    assert result.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+    assert result.returncode == 0
+
+
+def test_exec_death_by_signal_exits_128_plus_n(execstream_bin, server):
+    assert client(execstream_bin, server, "exec", "demo", "--", "sh", "-c", "kill -KILL $$").returncode == 137
+
+
+def test_exec_errors_are_one_line_and_exit_1(execstream_bin, server):
+    result = client(execstream_bin, server, "exec", "no-such-container", "--", "true")
+    assert result.returncode == 1
+    assert result.stderr.decode().count("\n") == 1
+    assert 'container "no-such-container" not found' in result.stderr.decode()
+    result = client(execstream_bin, server, "exec", "demo", "--", "/no/such/binary")
+    assert result.returncode == 1
+    assert "/no/such/binary" in result.stderr.decode()
+
+
+def test_exec_without_a_server_is_one_clear_error(execstream_bin, tmp_path):
+    result = subprocess.run(
+        [execstream_bin, "exec", "--server", f"unix://{tmp_path}/none.sock", "demo", "--", "true"], capture_output=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith("execstream: cannot connect to unix://")
+
+
+def test_exec_sync_json_is_one_structured_result(execstream_bin, server):
+    import json
+
+    result = client(execstream_bin, server, "exec-sync", "--json", "demo", "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert result.returncode == 4
+    assert json.loads(result.stdout) == {"exitCode": 4, "stdout": "out\n", "stderr": "err\n", "stdoutDroppedBytes": 0, "stderrDroppedBytes": 0}
+
+
+def test_exec_sync_timeout_is_a_clear_error(execstream_bin, server):
+    import json
+
+    result = client(execstream_bin, server, "exec-sync", "--json", "--timeout", "1", "demo", "--", "sleep", "30")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["code"] == "deadline_exceeded"
+
+
+def test_exec_tty_reports_the_terminal(execstream_bin, server):
+    result = client(execstream_bin, server, "exec", "-t", "demo", "--", "sh", "-c", "test -t 0 && test -t 1 && echo tty")
+    assert result.stdout == b"tty\r\n"
+    assert result.returncode == 0

@@ -5,6 +5,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 
 import grpc
 import pytest
@@ -187,3 +188,23 @@ def test_malformed_frame_resets_only_that_stream(runtime):
     stream.close()
     assert result.reset_code == 1  # PROTOCOL_ERROR
     assert run(runtime, "demo", ["echo", "fine"]).stdout == b"fine\n"
+
+
+def test_one_gibibyte_of_stdout_is_byte_exact(runtime):
+    # `seq` output is different everywhere, so a lost, repeated or reordered chunk changes the hash.
+    size = 1 << 30
+    command = ["sh", "-c", f"seq 1 200000000 | head -c {size}"]
+    expected = hashlib.sha256()
+    with subprocess.Popen(command, stdout=subprocess.PIPE) as local:
+        while chunk := local.stdout.read(1 << 20):
+            expected.update(chunk)
+    url = native_client.exec_url(runtime, "demo", command)
+    stream = NativeStream(url)
+    stream.send(b"", end=True)
+    received = hashlib.sha256()
+    stream.on_stdout = received.update
+    result = stream.wait()
+    stream.close()
+    assert result.exit_code == 0
+    assert stream.stdout_bytes == size
+    assert received.hexdigest() == expected.hexdigest()

@@ -131,6 +131,9 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
     func attach(request: Runtime_V1_AttachRequest, context: ServerContext) async throws -> Runtime_V1_AttachResponse {
         try Self.validateStreams(containerID: request.containerID, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
         let container = try self.runningContainer(request.containerID)
+        guard container.spec.mainProcess != nil else {
+            throw RPCError(ExecStreamError(code: .failedPrecondition, message: "container \"\(container.spec.id)\" has no main process to attach to"))
+        }
         let url = try self.issue(
             .attach(containerID: container.spec.id, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr),
             kind: .attach

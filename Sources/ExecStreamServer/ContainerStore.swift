@@ -10,6 +10,25 @@ public enum ContainerIsolation: String, Hashable, Sendable, CaseIterable {
     case namespaces
 }
 
+/// A container's main process: what `attach` joins.
+public struct MainProcessSpec: Hashable, Sendable {
+    /// The command and its arguments.
+    public var command: [String]
+    /// A terminal instead of pipes.
+    public var tty: Bool
+    /// Whether it has stdin (attach clients write to it).
+    public var stdin: Bool
+    /// Close its stdin when the first attach client that wrote stdin leaves (CRI `stdin_once`).
+    public var stdinOnce: Bool
+
+    public init(command: [String], tty: Bool = false, stdin: Bool = true, stdinOnce: Bool = false) {
+        self.command = command
+        self.tty = tty
+        self.stdin = stdin
+        self.stdinOnce = stdinOnce
+    }
+}
+
 /// What a container is declared with (config file, `--container`, or the container API).
 public struct ContainerSpec: Hashable, Sendable {
     /// A stable id; CRI calls name it.
@@ -28,6 +47,8 @@ public struct ContainerSpec: Hashable, Sendable {
     public var userID: UInt32?
     /// The group its processes run as, if not the server's.
     public var groupID: UInt32?
+    /// Its main process, started with the server; nil for a container that only runs execs.
+    public var mainProcess: MainProcessSpec?
 
     public init(
         id: String,
@@ -37,7 +58,8 @@ public struct ContainerSpec: Hashable, Sendable {
         environment: [String] = ProcessConfiguration.defaultEnvironment,
         workingDirectory: String? = nil,
         userID: UInt32? = nil,
-        groupID: UInt32? = nil
+        groupID: UInt32? = nil,
+        mainProcess: MainProcessSpec? = nil
     ) {
         self.id = id
         self.name = name ?? id
@@ -47,6 +69,7 @@ public struct ContainerSpec: Hashable, Sendable {
         self.workingDirectory = workingDirectory
         self.userID = userID
         self.groupID = groupID
+        self.mainProcess = mainProcess
     }
 }
 
@@ -87,6 +110,14 @@ public final class ContainerStore: Sendable {
             throw ExecStreamError(code: .notFound, message: "container \"\(idOrName)\" not found")
         }
         return found
+    }
+
+    /// Records that the main process of `id` exited: the container is no longer running.
+    public func markExited(_ id: String, exitCode: Int32) {
+        self.containers.withLock { containers in
+            containers[id]?.isRunning = false
+            containers[id]?.exitCode = exitCode
+        }
     }
 
     /// Every container, sorted by id.

@@ -61,7 +61,14 @@ public final class ExecStreamServer: Service, Sendable {
             execSyncOutputLimit: self.configuration.execSyncOutputLimit
         )
         let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
-        let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, logger: self.logger)
+        let supervisor = ContainerSupervisor(store: containers, registry: registry, logger: self.logger)
+        do {
+            try await supervisor.startAll(on: group.any())
+        } catch {
+            await supervisor.stopAll()
+            throw ServerError(code: .invalidConfiguration, message: error.message)
+        }
+        let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, supervisor: supervisor, logger: self.logger)
         let router = StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
         // Channels nobody attends are collected here; a process writing to a closed pipe gets EPIPE.
         let ticker = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in registry.tick() }
@@ -78,6 +85,7 @@ public final class ExecStreamServer: Service, Sendable {
             for listener in listeners {
                 try? await listener.channel.close()
             }
+            await supervisor.stopAll()
             throw error
         }
         advertised.set(from: listeners.map(\.address), override: self.configuration.advertiseHost)
@@ -120,6 +128,8 @@ public final class ExecStreamServer: Service, Sendable {
             }
         }
         await connections.waitUntilAllClosed()
+        // Main processes live as long as the server: nothing is left behind.
+        await supervisor.stopAll()
         if let failure {
             throw failure
         }

@@ -41,8 +41,13 @@ public struct ServerConfiguration: Sendable {
         self.execSyncOutputLimit = execSyncOutputLimit
     }
 
-    /// The container every server declares, so exec works at once: host isolation.
-    public static let demoContainer = ContainerSpec(id: "demo", labels: ["io.execstream.demo": "true"])
+    /// The container every server declares, so exec and attach work at once: host isolation, and
+    /// a main process `/bin/sh` reading its stdin.
+    public static let demoContainer = ContainerSpec(
+        id: "demo",
+        labels: ["io.execstream.demo": "true"],
+        mainProcess: MainProcessSpec(command: ["/bin/sh"], stdin: true)
+    )
 
     /// The embedded default: 127.0.0.1:10350 and a unix socket.
     public static let defaultUnixSocketPath = "/run/execstream/execstream.sock"

@@ -29,6 +29,12 @@ public final class StreamingRequestCache: Sendable {
         }
     }
 
+    /// Whether `consume` would succeed now (the token is not spent).
+    public func isRedeemable(_ token: StreamingToken, kind: StreamingRequestKind) -> Bool {
+        let now = NIODeadline.now()
+        return self.cache.withLock { $0.isRedeemable(token, kind: kind, now: now) }
+    }
+
     /// Takes the request behind a token (single use).
     public func consume(_ token: StreamingToken, kind: StreamingRequestKind) throws(ExecStreamError) -> StreamingRequest {
         let now = NIODeadline.now()

@@ -80,6 +80,42 @@ struct ExecCommand: AsyncParsableCommand {
     }
 }
 
+/// `execstream attach`: join a container's main process (its output, and with -i its stdin).
+struct AttachCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attach",
+        abstract: "Attach to a container's main process; ends when it exits or on ^C without -i.",
+        discussion: "Leaving never stops the main process; its output waits for the next attach."
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Flag(name: [.customShort("i"), .customLong("stdin")], help: "Pass stdin to the main process.")
+    var interactive = false
+
+    @Flag(name: [.customShort("t"), .customLong("tty")], help: "The main process has a terminal: raw mode here, resizes follow.")
+    var tty = false
+
+    @Argument(help: "The container's id or name.")
+    var container: String
+
+    func run() async throws {
+        let code = await ClientFailure.reporting {
+            let client = try await self.server.connect()
+            let request = Runtime_V1_AttachRequest.with {
+                $0.containerID = self.container
+                $0.tty = self.tty
+                $0.stdin = self.interactive
+                $0.stdout = true
+                $0.stderr = !self.tty
+            }
+            let url = try await client.attach(request).url
+            return try await RemoteTerminalSession(client: client, tty: self.tty, stdin: self.interactive).run(url: url)
+        }
+        throw ExitCode(code)
+    }
+}
+
 /// `execstream exec-sync`: run a command to completion and print what it wrote (CRI ExecSync).
 struct ExecSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,13 +2,13 @@ import ArgumentParser
 import CNghttp2
 import ExecStreamCore
 
-/// The `execstream` command: the server (`serve`) and its clients (`exec`, `exec-sync`).
+/// The `execstream` command: the server (`serve`) and its clients (`exec`, `attach`, `exec-sync`).
 @main
 struct ExecStreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "execstream",
         abstract: "Run commands in containers and stream their IO over HTTP/2, WebSocket and SPDY.",
-        subcommands: [ServeCommand.self, ExecCommand.self, ExecSyncCommand.self, VersionCommand.self]
+        subcommands: [ServeCommand.self, ExecCommand.self, AttachCommand.self, ExecSyncCommand.self, VersionCommand.self]
     )
 }
 

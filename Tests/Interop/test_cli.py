@@ -103,3 +103,14 @@ def test_exec_tty_reports_the_terminal(execstream_bin, server):
     result = client(execstream_bin, server, "exec", "-t", "demo", "--", "sh", "-c", "test -t 0 && test -t 1 && echo tty")
     assert result.stdout == b"tty\r\n"
     assert result.returncode == 0
+
+
+def test_attach_reaches_the_main_process_and_leaving_keeps_it(execstream_bin, server):
+    address = f"127.0.0.1:{server.port}"
+    attach = subprocess.Popen([execstream_bin, "attach", "-i", "--server", address, "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    attach.stdin.write(b"echo cli-attach-$((2*21))\n")
+    attach.stdin.flush()
+    assert attach.stdout.readline() == b"cli-attach-42\n"
+    attach.kill()
+    attach.wait()
+    assert client(execstream_bin, server, "exec", "demo", "--", "true").returncode == 0

@@ -208,3 +208,33 @@ def test_one_gibibyte_of_stdout_is_byte_exact(runtime):
     assert result.exit_code == 0
     assert stream.stdout_bytes == size
     assert received.hexdigest() == expected.hexdigest()
+
+
+def test_get_with_a_valid_token_is_405_and_keeps_the_token(runtime):
+    url = native_client.exec_url(runtime, "demo", ["echo", "kept"])
+    stream = NativeStream(url, method="GET")
+    stream.send(b"", end=True)
+    assert stream.wait().status == 405
+    stream.close()
+    stream = NativeStream(url)
+    stream.send(b"", end=True)
+    assert stream.wait().stdout == b"kept\n"
+    stream.close()
+
+
+def test_attach_to_the_demo_shell_with_stdin(runtime):
+    api, service = runtime
+    url = service.Attach(api.AttachRequest(container_id="demo", stdin=True, stdout=True, stderr=True), timeout=10).url
+    assert "/attach/" in url
+    stream = NativeStream(url)
+    stream.send(frame(native_client.STDIN, b"echo py-attach-$((6*7))\n"))
+    stream.wait_for_stdout(b"py-attach-42\n")
+    stream.reset()
+    stream.close()
+    # Leaving did not stop the shell: the next attach reaches it.
+    url = service.Attach(api.AttachRequest(container_id="demo", stdin=True, stdout=True), timeout=10).url
+    stream = NativeStream(url)
+    stream.send(frame(native_client.STDIN, b"echo still-here\n"))
+    stream.wait_for_stdout(b"still-here\n")
+    stream.reset()
+    stream.close()

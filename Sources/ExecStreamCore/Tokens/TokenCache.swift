@@ -114,6 +114,13 @@ public struct TokenCache<Request: Sendable>: Sendable {
         return entry.request
     }
 
+    /// Whether `consume` would succeed now, without spending the token: an endpoint checks the
+    /// token first (404 before anything else) and spends it only once the request is acceptable.
+    public func isRedeemable(_ token: StreamingToken, kind: StreamingRequestKind, now: NIODeadline) -> Bool {
+        guard let entry = self.entries[token] else { return false }
+        return entry.kind == kind && now < entry.expiry
+    }
+
     /// Drops every expired entry.
     public mutating func removeExpired(now: NIODeadline) {
         self.entries = self.entries.filter { now < $0.value.expiry }

@@ -20,19 +20,24 @@ final class ClientInputProducer: IOChannelProducer {
 
     private let id: IOChannelID
     private let registry: ChannelRegistry
+    /// Whether the client's end of stdin ends the channel (exec, or attach with stdin_once) or
+    /// only this producer's part in it (attach: the next client may write on).
+    private let endOfInputClosesChannel: Bool
     private let state = Mutex(State())
 
-    private init(id: IOChannelID, registry: ChannelRegistry) {
+    /// A producer for `id`, not attached yet: what it is handed before `attach` is dropped.
+    init(id: IOChannelID, registry: ChannelRegistry, endOfInputClosesChannel: Bool) {
         self.id = id
         self.registry = registry
+        self.endOfInputClosesChannel = endOfInputClosesChannel
     }
 
-    /// Attaches a producer to `id`; nil if the channel does not take one.
-    static func attach(to id: IOChannelID, registry: ChannelRegistry) -> ClientInputProducer? {
-        let producer = ClientInputProducer(id: id, registry: registry)
-        guard let generation = registry.attachProducer(id, producer) else { return nil }
-        producer.state.withLock { $0.generation = generation }
-        return producer
+    /// Attaches to the channel (a newer producer preempts an older one); false if the channel
+    /// does not take one (it has ended, or does not exist).
+    func attach() -> Bool {
+        guard let generation = self.registry.attachProducer(self.id, self) else { return false }
+        self.state.withLock { $0.generation = generation }
+        return true
     }
 
     /// The client sent these stdin bytes.
@@ -41,10 +46,15 @@ final class ClientInputProducer: IOChannelProducer {
         self.registry.produced(self.id, chunk, by: generation)
     }
 
-    /// The client ended stdin: the process's stdin closes once every byte before this is written.
+    /// The client ended stdin: the process's stdin closes once every byte before this is written
+    /// (unless other clients may write on: then this client only leaves).
     func close() {
         guard let generation = self.finish() else { return }
-        self.registry.producerClosed(self.id, by: generation)
+        if self.endOfInputClosesChannel {
+            self.registry.producerClosed(self.id, by: generation)
+        } else {
+            self.registry.producerDetached(self.id, by: generation)
+        }
     }
 
     /// The client went away without ending stdin.

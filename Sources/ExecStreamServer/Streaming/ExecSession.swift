@@ -35,12 +35,20 @@ protocol SessionClientStream: AnyObject {
     func close()
 }
 
-/// What a session runs: the cached CRI request, resolved against its container.
+/// What a session does: the cached CRI request, resolved against its container.
 struct ExecSessionPlan: Sendable {
+    /// Exec runs a command; attach joins the main process.
+    enum Target: Sendable {
+        /// Run this command.
+        case exec(command: [String])
+        /// Join the container's main process, through the supervisor that runs it.
+        case attach(ContainerSupervisor)
+    }
+
     /// The container.
     var container: ContainerSpec
-    /// The command to run.
-    var command: [String]
+    /// Exec or attach.
+    var target: Target
     /// A terminal instead of pipes.
     var tty: Bool
     /// Streams the client asked for.
@@ -49,17 +57,20 @@ struct ExecSessionPlan: Sendable {
     var stderr: Bool
 }
 
-/// Drives one exec session: the `ExecSessionStateMachine` decides, this carries out. It owns the
-/// process and the session's three IOChannels; bytes move through the registry both ways.
-/// Lives on its client's event loop: every method is called there.
+/// Drives one exec or attach session: the `ExecSessionStateMachine` decides, this carries out.
+/// An exec owns its process and its three IOChannels; an attach consumes the channels of a
+/// container's main process and leaves them to the next attach when it goes. Bytes move through
+/// the registry both ways. Lives on its client's event loop: every method is called there.
 final class ExecSession {
     private let plan: ExecSessionPlan
     private let registry: ChannelRegistry
     private let client: any SessionClientStream
     private let logger: Logger
     private var machine: ExecSessionStateMachine
-    /// The owner part of the session's channel ids: `exec-<random>`.
+    /// The owner part of the session's channel ids: `exec-<random>`, or the container's id.
     private let owner: String
+    /// The attach session's main-process exit observer.
+    private var exitObserver: UInt64?
     private var process: SpawnedProcess?
     private var processRunning = false
     private var readers: [ProcessOutputReader] = []
@@ -81,9 +92,23 @@ final class ExecSession {
         var outputs: Set<StandardStream> = []
         if plan.stdout { outputs.insert(.stdout) }
         if plan.stderr && !plan.tty { outputs.insert(.stderr) }
-        self.machine = ExecSessionStateMachine(configuration: .init(kind: .exec, outputs: outputs))
-        var random = SystemRandomNumberGenerator()
-        self.owner = "exec-" + String(random.next(), radix: 16)
+        switch plan.target {
+        case .exec:
+            self.machine = ExecSessionStateMachine(configuration: .init(kind: .exec, outputs: outputs))
+            var random = SystemRandomNumberGenerator()
+            self.owner = "exec-" + String(random.next(), radix: 16)
+        case .attach:
+            self.machine = ExecSessionStateMachine(configuration: .init(kind: .attach, outputs: outputs))
+            self.owner = plan.container.id
+        }
+        let endOfInputClosesChannel: Bool
+        switch plan.target {
+        case .exec: endOfInputClosesChannel = true
+        case .attach: endOfInputClosesChannel = plan.container.mainProcess?.stdinOnce == true
+        }
+        self.stdinProducer = plan.stdin
+            ? ClientInputProducer(id: IOChannelID(owner: self.owner, stream: .stdin), registry: registry, endOfInputClosesChannel: endOfInputClosesChannel)
+            : nil
     }
 
     private var eventLoop: any EventLoop { self.client.eventLoop }
@@ -92,28 +117,42 @@ final class ExecSession {
         IOChannelID(owner: self.owner, stream: stream)
     }
 
-    /// Registers the channels and attaches the client's ends, then lets the machine start the
-    /// process: nothing the process writes can be missed, and stdin sent early waits in its channel.
-    /// Returns the producer the client's stdin frames go to (nil without stdin).
+    /// Exec: registers the channels and attaches the client's ends, then lets the machine start
+    /// the process, so nothing the process writes can be missed and stdin sent early waits in its
+    /// channel. Attach: the machine attaches at once. Returns the producer the client's stdin
+    /// frames go to (nil without stdin).
     func start() -> ClientInputProducer? {
         self.eventLoop.preconditionInEventLoop()
-        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
-        for stream in self.machine.configuration.outputs {
-            let id = self.channelID(stream)
-            _ = self.registry.register(id, options: Self.channelOptions)
-            let consumer = ClientOutputConsumer(stream: stream, session: loopBound, registry: self.registry)
-            self.consumers[stream] = consumer
-            if let generation = self.registry.attachConsumer(id, consumer) {
-                consumer.attached(as: generation)
+        if case .exec = self.plan.target {
+            for stream in self.machine.configuration.outputs {
+                _ = self.registry.register(self.channelID(stream), options: Self.channelOptions)
             }
-        }
-        if self.plan.stdin {
-            let id = self.channelID(.stdin)
-            _ = self.registry.register(id, options: Self.channelOptions)
-            self.stdinProducer = ClientInputProducer.attach(to: id, registry: self.registry)
+            if self.plan.stdin {
+                _ = self.registry.register(self.channelID(.stdin), options: Self.channelOptions)
+            }
+            self.attachClientEnds()
         }
         self.perform(self.machine.clientStreamsReady())
         return self.stdinProducer
+    }
+
+    /// Attaches the client as consumer of the output channels and producer of stdin. A channel
+    /// that has already ended (an attach after the main process exited) counts as drained.
+    private func attachClientEnds() {
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        for stream in self.machine.configuration.outputs {
+            let consumer = ClientOutputConsumer(stream: stream, session: loopBound, registry: self.registry)
+            self.consumers[stream] = consumer
+            if let generation = self.registry.attachConsumer(self.channelID(stream), consumer) {
+                consumer.attached(as: generation)
+            } else if case .attach = self.plan.target {
+                // Ended (its end reaches `ended(…)` too; the machine counts a stream once) or unknown.
+                self.perform(self.machine.outputDrained(stream))
+            }
+        }
+        if let stdinProducer = self.stdinProducer, !stdinProducer.attach() {
+            self.stdinProducer = nil
+        }
     }
 
     // MARK: Client events
@@ -164,9 +203,9 @@ final class ExecSession {
             case .startProcess(let initialSize):
                 self.startProcess(initialSize: initialSize)
             case .attachToContainer:
-                preconditionFailure("an exec session never attaches")
+                self.attachToContainer()
             case .resizeTerminal(let size):
-                if let terminal = self.process?.terminal {
+                if let terminal = self.terminal {
                     try? ProcessSpawner.resize(terminal: terminal, to: size)
                 }
             case .armDrainTimer(let delay):
@@ -198,9 +237,38 @@ final class ExecSession {
         }
     }
 
+    /// The terminal to resize: the exec's own, or the container main process's.
+    private var terminal: Int32? {
+        switch self.plan.target {
+        case .exec:
+            return self.process?.terminal
+        case .attach(let supervisor):
+            return supervisor.mainProcess(of: self.plan.container.id)?.terminal
+        }
+    }
+
+    private func attachToContainer() {
+        guard case .attach(let supervisor) = self.plan.target else {
+            preconditionFailure("only an attach session attaches")
+        }
+        self.attachClientEnds()
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let eventLoop = self.eventLoop
+        self.exitObserver = supervisor.observeExit(of: self.plan.container.id) { status in
+            eventLoop.execute {
+                let session = loopBound.value
+                session.exitObserver = nil
+                session.perform(session.machine.processExited(status))
+            }
+        }
+    }
+
     private func startProcess(initialSize: TerminalSize?) {
+        guard case .exec(let command) = self.plan.target else {
+            preconditionFailure("only an exec session starts a process")
+        }
         var configuration = ProcessConfiguration(
-            arguments: self.plan.command,
+            arguments: command,
             environment: self.plan.container.environment,
             workingDirectory: self.plan.container.workingDirectory,
             stdio: self.plan.tty
@@ -213,7 +281,7 @@ final class ExecSession {
         do {
             process = try ProcessSpawner.spawn(configuration)
         } catch {
-            self.logger.debug("exec failed to start", metadata: ["command": "\(self.plan.command)", "error": "\(error)"])
+            self.logger.debug("exec failed to start", metadata: ["command": "\(command)", "error": "\(error)"])
             self.perform(self.machine.processFailedToStart(message: error.message))
             return
         }
@@ -273,19 +341,35 @@ final class ExecSession {
     private func release() {
         self.drainTimer?.cancel()
         self.drainTimer = nil
-        // Removal first: a channel whose consumer is still attached ends through it at once.
-        // One left unattended (stdin the process never read, output a background child held)
-        // is collected after its short linger.
-        for stream in StandardStream.allCases {
-            self.registry.requestRemoval(self.channelID(stream))
+        switch self.plan.target {
+        case .exec:
+            // Removal first: a channel whose consumer is still attached ends through it at once.
+            // One left unattended (stdin the process never read, output a background child held)
+            // is collected after its short linger.
+            for stream in StandardStream.allCases {
+                self.registry.requestRemoval(self.channelID(stream))
+            }
+            self.stopReading()
+            self.writer?.close()
+            self.writer = nil
+            self.stdinProducer?.detach()
+        case .attach(let supervisor):
+            // The channels stay with the container: a delivery in flight goes back to the head of
+            // its queue for the next attach, and stdin stays open unless the container says
+            // stdin_once.
+            for (stream, consumer) in self.consumers {
+                consumer.detach(from: self.channelID(stream))
+            }
+            self.consumers = [:]
+            self.acceptsOutput = false
+            // A client that leaves ends stdin only with stdin_once (close() decides).
+            self.stdinProducer?.close()
+            if let exitObserver = self.exitObserver {
+                supervisor.removeObserver(exitObserver, of: self.plan.container.id)
+                self.exitObserver = nil
+            }
         }
-        self.stopReading()
-        self.writer?.close()
-        self.writer = nil
-        if let stdinProducer = self.stdinProducer {
-            stdinProducer.detach()
-            self.stdinProducer = nil
-        }
+        self.stdinProducer = nil
         if let terminal = self.process?.terminal {
             close(terminal)
         }

@@ -10,18 +10,24 @@ struct StreamingEndpoint: Sendable {
     let requests: StreamingRequestCache
     let containers: ContainerStore
     let registry: ChannelRegistry
+    let supervisor: ContainerSupervisor
     let logger: Logger
 
     /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
     func serve(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let head = stream.head
+        // The token first, without spending it: an unknown one is 404 whatever else is wrong.
+        guard self.requests.isRedeemable(StreamingToken(rawValue: token), kind: kind) else {
+            StreamRouter.respond(stream, HTTPErrorResponse(ExecStreamError(code: .notFound, message: "unknown or expired \(kind.rawValue) token")))
+            return
+        }
         guard head.method == "POST" else {
             StreamRouter.respond(stream, status: 405, headers: ["allow": "POST"], body: "streaming over HTTP/2 uses POST\n")
             return
         }
         let contentType = head.headers[first: "content-type"]?.split(separator: ";").first.map { $0.trimmingWhitespace() }
         guard contentType == NativeHTTP2SessionClient.contentType else {
-            // Checked before the token is taken: a client that got the format wrong may retry.
+            // Checked before the token is spent: a client that got the format wrong may retry.
             StreamRouter.respond(stream, status: 415, body: "content-type must be \(NativeHTTP2SessionClient.contentType)\n")
             return
         }
@@ -34,24 +40,23 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
-        switch request {
-        case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
-            let container: ContainerRecord
-            do {
-                container = try self.containers.container(containerID)
-            } catch {
-                StreamRouter.respond(stream, HTTPErrorResponse(error))
-                return
+        let plan: ExecSessionPlan
+        do throws(ExecStreamError) {
+            switch request {
+            case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
+                let container = try self.containers.container(containerID)
+                plan = ExecSessionPlan(container: container.spec, target: .exec(command: command), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr)
+            case .attach(let containerID, let tty, let stdin, let stdout, let stderr):
+                let container = try self.containers.container(containerID)
+                plan = ExecSessionPlan(container: container.spec, target: .attach(self.supervisor), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr)
+            case .portForward:
+                throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
             }
-            let plan = ExecSessionPlan(container: container.spec, command: command, tty: tty, stdin: stdin, stdout: stdout, stderr: stderr)
-            NativeHTTP2SessionClient.serve(stream, plan: plan, initialTerminalSize: initialTerminalSize, registry: self.registry, logger: self.logger)
-        case .attach, .portForward:
-            // The request kinds match their routes; attach to main processes is not served yet.
-            StreamRouter.respond(
-                stream,
-                HTTPErrorResponse(ExecStreamError(code: .failedPrecondition, message: "\(kind.rawValue) is not served over native HTTP/2 yet"))
-            )
+        } catch {
+            StreamRouter.respond(stream, HTTPErrorResponse(error))
+            return
         }
+        NativeHTTP2SessionClient.serve(stream, plan: plan, initialTerminalSize: initialTerminalSize, registry: self.registry, logger: self.logger)
     }
 }
 

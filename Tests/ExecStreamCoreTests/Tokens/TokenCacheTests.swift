@@ -32,6 +32,18 @@ struct TokenCacheTests {
         #expect(cache.count == 0)
     }
 
+    @Test("checking a token does not spend it; expired, spent and wrong-kind tokens are not redeemable")
+    func redeemable() throws {
+        var cache = TokenCache<String>()
+        let token = try cache.insert("echo hi", kind: .exec, now: self.start)
+        #expect(cache.isRedeemable(token, kind: .exec, now: self.start))
+        #expect(cache.isRedeemable(token, kind: .exec, now: self.start))
+        #expect(!cache.isRedeemable(token, kind: .attach, now: self.start))
+        #expect(!cache.isRedeemable(token, kind: .exec, now: self.start + .seconds(60)))
+        _ = try cache.consume(token, kind: .exec, now: self.start)
+        #expect(!cache.isRedeemable(token, kind: .exec, now: self.start))
+    }
+
     @Test("a token expires after its TTL (60 s by default) and is spent by the attempt")
     func expiry() throws {
         var cache = TokenCache<String>()

@@ -1,0 +1,174 @@
+import ExecStreamCore
+import ExecStreamProcess
+import Logging
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts the containers' main processes, wires their stdio to the IOChannels
+/// `<id>-stdin|stdout|stderr`, and tells attach sessions when a main process exits.
+///
+/// A main process's output waits in its channels for the next attach (up to the channel's high
+/// watermark; past it the process waits in `write(2)`, as on a terminal nobody reads).
+final class ContainerSupervisor: Sendable {
+    /// What an attach session needs of a running main process.
+    struct MainProcess: Sendable {
+        var pid: Int32
+        /// The terminal's master side, for resizes (tty main processes only).
+        var terminal: Int32?
+        var spec: MainProcessSpec
+    }
+
+    typealias ExitObserver = @Sendable (ProcessExitStatus) -> Void
+
+    private struct Entry {
+        var process: MainProcess
+        var exitStatus: ProcessExitStatus?
+        var observers: [UInt64: ExitObserver] = [:]
+        var writer: ProcessInputWriter?
+    }
+
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var nextObserver: UInt64 = 0
+    }
+
+    private let store: ContainerStore
+    private let registry: ChannelRegistry
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    init(store: ContainerStore, registry: ChannelRegistry, logger: Logger) {
+        self.store = store
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// Starts the main process of every container that declares one.
+    func startAll(on eventLoop: any EventLoop) async throws(ExecStreamError) {
+        for record in self.store.all() {
+            guard let main = record.spec.mainProcess else { continue }
+            try await self.start(record.spec, main: main, on: eventLoop)
+        }
+    }
+
+    private func start(_ spec: ContainerSpec, main: MainProcessSpec, on eventLoop: any EventLoop) async throws(ExecStreamError) {
+        let id = spec.id
+        let channel = { (stream: StandardStream) in IOChannelID(owner: id, stream: stream) }
+        var configuration = ProcessConfiguration(
+            arguments: main.command,
+            environment: spec.environment,
+            workingDirectory: spec.workingDirectory,
+            stdio: main.tty ? .terminal(initialSize: nil) : .pipes(stdin: main.stdin, stdout: true, stderr: true)
+        )
+        configuration.userID = spec.userID
+        configuration.groupID = spec.groupID
+        let process: SpawnedProcess
+        do {
+            process = try ProcessSpawner.spawn(configuration)
+        } catch {
+            throw ExecStreamError(code: .failedPrecondition, message: "container \"\(id)\": cannot start its main process: \(error.message)", cause: error)
+        }
+        let outputs: [(StandardStream, Int32)] = main.tty
+            ? [(.stdout, dup(process.terminal!))]
+            : [(.stdout, process.stdout!), (.stderr, process.stderr!)]
+        let input: Int32? = main.tty ? (main.stdin ? dup(process.terminal!) : nil) : process.stdin
+        for (stream, _) in outputs {
+            _ = self.registry.register(channel(stream))
+        }
+        if input != nil {
+            _ = self.registry.register(channel(.stdin))
+        }
+        for (stream, fd) in outputs {
+            _ = await ProcessOutputReader.start(fd: fd, id: channel(stream), registry: self.registry, on: eventLoop)
+        }
+        var writer: ProcessInputWriter?
+        if let input {
+            writer = await ProcessInputWriter.start(fd: input, id: channel(.stdin), isTerminal: main.tty, registry: self.registry, on: eventLoop)
+        }
+        self.state.withLock { state in
+            state.entries[id] = Entry(process: MainProcess(pid: process.pid, terminal: process.terminal, spec: main), writer: writer)
+        }
+        self.logger.info("main process started", metadata: ["container": "\(id)", "pid": "\(process.pid)"])
+        Task {
+            let status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
+            self.exited(id, status: status)
+        }
+    }
+
+    private func exited(_ id: String, status: ProcessExitStatus) {
+        self.store.markExited(id, exitCode: Int32(status.remoteExitCode))
+        let (observers, writer, terminal) = self.state.withLock { state -> ([ExitObserver], ProcessInputWriter?, Int32?) in
+            state.entries[id]?.exitStatus = status
+            let observers = state.entries[id].map { Array($0.observers.values) } ?? []
+            state.entries[id]?.observers = [:]
+            let writer = state.entries[id]?.writer
+            state.entries[id]?.writer = nil
+            let terminal = state.entries[id]?.process.terminal
+            state.entries[id]?.process.terminal = nil
+            return (observers, writer, terminal)
+        }
+        self.logger.info("main process exited", metadata: ["container": "\(id)", "status": "\(status)"])
+        // Nobody will read stdin again; output drains to attach clients, or is collected.
+        writer?.close()
+        self.registry.requestRemoval(IOChannelID(owner: id, stream: .stdin))
+        if let terminal {
+            close(terminal)
+        }
+        for observer in observers {
+            observer(status)
+        }
+    }
+
+    /// The running main process of `id`, if it has one that has not exited.
+    func mainProcess(of id: String) -> MainProcess? {
+        self.state.withLock { state in
+            guard let entry = state.entries[id], entry.exitStatus == nil else { return nil }
+            return entry.process
+        }
+    }
+
+    /// Calls `observer` once when the main process of `id` exits (at once if it has). Returns a
+    /// token for `removeObserver`; nil if `id` has no main process.
+    func observeExit(of id: String, _ observer: @escaping ExitObserver) -> UInt64? {
+        let (token, exited) = self.state.withLock { state -> (UInt64?, ProcessExitStatus?) in
+            guard state.entries[id] != nil else { return (nil, nil) }
+            if let status = state.entries[id]!.exitStatus {
+                return (0, status)
+            }
+            state.nextObserver += 1
+            state.entries[id]!.observers[state.nextObserver] = observer
+            return (state.nextObserver, nil)
+        }
+        if let exited {
+            observer(exited)
+        }
+        return token
+    }
+
+    /// Forgets an observer (its session ended first).
+    func removeObserver(_ token: UInt64, of id: String) {
+        self.state.withLock { _ = $0.entries[id]?.observers.removeValue(forKey: token) }
+    }
+
+    /// Kills every main process still running (the server is stopping) and waits until each
+    /// exit has been handled.
+    func stopAll() async {
+        let running = self.state.withLock { state in
+            state.entries.filter { $0.value.exitStatus == nil }.map { ($0.key, $0.value.process.pid) }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for (id, pid) in running {
+                let (exited, continuation) = AsyncStream<Void>.makeStream()
+                guard self.observeExit(of: id, { _ in continuation.finish() }) != nil else { continue }
+                ProcessSpawner.signalGroup(of: pid, SIGKILL)
+                group.addTask {
+                    for await _ in exited {}
+                }
+            }
+        }
+    }
+}

@@ -65,7 +65,9 @@ bench: deps
 	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(SWIFT) run -c release ExecStreamBenchmarks
 	$(SWIFT) build -c release --product execstream
+	$(SWIFT) build -c release --product ExecLatency
 	python3 Benchmarks/http2_throughput.py
+	python3 Benchmarks/exec_bench.py
 
 clean:
 	rm -rf .build $(VENV)

@@ -147,6 +147,12 @@ let package = Package(
             path: "Benchmarks/ExecStreamBenchmarks",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "ExecLatency",
+            dependencies: ["ExecStreamClient", "ExecStreamCore", "ExecStreamHTTP2", "ExecStreamProtos"],
+            path: "Benchmarks/ExecLatency",
+            swiftSettings: strictSettings
+        ),
 
         .testTarget(
             name: "CNghttp2Tests",

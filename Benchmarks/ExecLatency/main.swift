@@ -1,0 +1,83 @@
+// `make bench`: exec `true` end to end (Exec RPC → native stream → status) against a running
+// `execstream serve`, beside bare posix_spawn + waitpid of the same binary, in one run.
+// Usage: ExecLatency --server HOST:PORT [--runs N]. Figures are printed, never asserted.
+
+import ExecStreamClient
+import ExecStreamCore
+import ExecStreamHTTP2
+import ExecStreamProtos
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+func milliseconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) * 1e3 + Double(duration.components.attoseconds) / 1e15
+}
+
+func report(_ name: String, _ samples: [Double]) {
+    let sorted = samples.sorted()
+    let padded = name.padding(toLength: 46, withPad: " ", startingAt: 0)
+    print("\(padded) p50 \(String(format: "%7.3f", percentile(sorted, 0.50))) ms   p99 \(String(format: "%7.3f", percentile(sorted, 0.99))) ms")
+}
+
+/// posix_spawn + waitpid of /bin/true: what starting a process costs with no server at all.
+func bareSpawn() -> Double {
+    let clock = ContinuousClock()
+    var pid: pid_t = 0
+    let arguments: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+    defer { free(arguments[0]) }
+    let elapsed = clock.measure {
+        guard posix_spawn(&pid, "/bin/true", nil, nil, arguments, environ) == 0 else { fatalError("posix_spawn failed") }
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+    return milliseconds(elapsed)
+}
+
+let arguments = CommandLine.arguments
+guard let serverIndex = arguments.firstIndex(of: "--server"), serverIndex + 1 < arguments.count,
+    let address = try? ListenAddress(parsing: arguments[serverIndex + 1])
+else {
+    fatalError("usage: ExecLatency --server HOST:PORT [--runs N]")
+}
+let runs = arguments.firstIndex(of: "--runs").flatMap { Int(arguments[$0 + 1]) } ?? 1000
+
+let client = CRIClient(connection: try await HTTP2ClientConnection.connect(to: address))
+let request = Runtime_V1_ExecRequest.with {
+    $0.containerID = "demo"
+    $0.cmd = ["/bin/true"]
+    $0.stdout = true
+    $0.stderr = true
+}
+func execTrue() async throws -> Double {
+    let clock = ContinuousClock()
+    let start = clock.now
+    let url = try await client.exec(request).url
+    let stream = try await NativeStreamClient.open(url: url, on: client.connection)
+    let result = try await stream.receive { _, _ in }
+    precondition(result.exitCode == 0, "exec true failed: \(result)")
+    return milliseconds(clock.now - start)
+}
+
+// Warm up both, then interleave so that both see the same machine.
+for _ in 0..<50 {
+    _ = try await execTrue()
+    _ = bareSpawn()
+}
+var endToEnd: [Double] = []
+var spawn: [Double] = []
+for _ in 0..<runs {
+    endToEnd.append(try await execTrue())
+    spawn.append(bareSpawn())
+}
+print("exec `true`, \(runs) runs, one connection")
+report("  ExecStream end to end (RPC + stream + status)", endToEnd)
+report("  posix_spawn + waitpid (no server)", spawn)
+let ratio = percentile(endToEnd.sorted(), 0.5) / percentile(spawn.sorted(), 0.5)
+print("  ratio at p50: \(String(format: "%.1f", ratio))×")

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""`make bench`: the exec path end to end, each figure beside its peer from the same run.
+
+1. exec `true`: Exec RPC → native HTTP/2 stream → status, p50/p99 over 1,000 runs, beside bare
+   posix_spawn + waitpid (Benchmarks/ExecLatency, against a release `execstream serve`).
+2. 1 GiB of `head -c` stdout through `execstream exec` (native HTTP/2) into /dev/null, beside the
+   same `head -c` through a plain pipe into `cat`: MB/s and server CPU-seconds.
+3. Server RSS while 10 GiB stream to a reader that takes 10 MB/s for the first 20 s (the server
+   must hold back the process, not buffer), then reads the rest at full speed.
+Figures, not assertions.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+GIB = 1 << 30
+BIN = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True).stdout.strip()
+EXECSTREAM = os.path.join(BIN, "execstream")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [EXECSTREAM, "serve", "--listen", "127.0.0.1:0", "--no-cri-socket", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in process.stdout:
+        match = re.match(r"listening on http://(127\.0\.0\.1:\d+)", line)
+        if match:
+            # Keep draining its output so it never blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            return process, match.group(1)
+    sys.exit("the server did not start")
+
+
+def latency(address: str) -> None:
+    subprocess.run([os.path.join(BIN, "ExecLatency"), "--server", address, "--runs", "1000"], check=True)
+
+
+def throughput(address: str, pid: int) -> None:
+    def timed(command: list, shell=False) -> tuple[float, float]:
+        before = cpu_seconds(pid)
+        start = time.monotonic()
+        subprocess.run(command, check=True, shell=shell, stdout=subprocess.DEVNULL)
+        return time.monotonic() - start, cpu_seconds(pid) - before
+
+    rounds = []
+    for _ in range(3):
+        served, server_cpu = timed([EXECSTREAM, "exec", "--server", address, "demo", "--", "head", "-c", str(GIB), "/dev/zero"])
+        piped, _ = timed(f"head -c {GIB} /dev/zero | cat", shell=True)
+        rounds.append((served, server_cpu, piped))
+    served, server_cpu, piped = sorted(rounds)[len(rounds) // 2]
+    print(f"1 GiB of head -c stdout (median of {len(rounds)})")
+    print(f"  ExecStream exec (native HTTP/2)     {GIB / served / 1e6:8.0f} MB/s   server {server_cpu:5.2f} CPU-s")
+    print(f"  head -c | cat (a pipe, no server)   {GIB / piped / 1e6:8.0f} MB/s")
+    print(f"  ratio: {piped / served:.2f}× the pipe's time")
+
+
+def memory(address: str, pid: int) -> None:
+    total = 10 * GIB
+    exec_client = subprocess.Popen(
+        [EXECSTREAM, "exec", "--server", address, "demo", "--", "head", "-c", str(total), "/dev/zero"], stdout=subprocess.PIPE
+    )
+    baseline = rss_kib(pid)
+    peak = baseline
+    received = 0
+    slow_until = time.monotonic() + 20
+    rate = 10_000_000
+    started = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now < slow_until:
+            # 10 MB/s: read 1 MB every 0.1 s of wall time, no faster.
+            due = int((now - started) * rate)
+            if received >= due:
+                time.sleep(0.01)  # pacing a benchmark reader, not waiting for an event
+                peak = max(peak, rss_kib(pid))
+                continue
+            chunk = exec_client.stdout.read1(min(1 << 20, due - received))
+        else:
+            chunk = exec_client.stdout.read1(1 << 20)
+        if not chunk:
+            break
+        received += len(chunk)
+        if received % (256 << 20) < len(chunk):
+            peak = max(peak, rss_kib(pid))
+    exec_client.wait()
+    print(f"server RSS while streaming {received / GIB:.1f} GiB (10 MB/s for 20 s, then full speed)")
+    print(f"  before {baseline / 1024:6.1f} MiB   peak {peak / 1024:6.1f} MiB   growth {(peak - baseline) / 1024:6.1f} MiB")
+
+
+def main() -> None:
+    server, address = start_server()
+    try:
+        latency(address)
+        throughput(address, server.pid)
+        memory(address, server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()

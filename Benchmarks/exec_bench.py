@@ -72,7 +72,7 @@ def throughput(address: str, pid: int) -> None:
     print(f"1 GiB of head -c stdout (median of {len(rounds)})")
     print(f"  ExecStream exec (native HTTP/2)     {GIB / served / 1e6:8.0f} MB/s   server {server_cpu:5.2f} CPU-s")
     print(f"  head -c | cat (a pipe, no server)   {GIB / piped / 1e6:8.0f} MB/s")
-    print(f"  ratio: {piped / served:.2f}× the pipe's time")
+    print(f"  throughput ratio ExecStream/pipe: {piped / served:.2f}×")
 
 
 def memory(address: str, pid: int) -> None:

@@ -22,7 +22,7 @@ func milliseconds(_ duration: Duration) -> Double {
 
 func report(_ name: String, _ samples: [Double]) {
     let sorted = samples.sorted()
-    let padded = name.padding(toLength: 46, withPad: " ", startingAt: 0)
+    let padded = name.padding(toLength: 52, withPad: " ", startingAt: 0)
     print("\(padded) p50 \(String(format: "%7.3f", percentile(sorted, 0.50))) ms   p99 \(String(format: "%7.3f", percentile(sorted, 0.99))) ms")
 }
 

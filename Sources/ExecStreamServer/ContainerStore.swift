@@ -1,5 +1,5 @@
 public import ExecStreamCore
-public import ExecStreamProcess
+import ExecStreamProcess
 import Synchronization
 
 /// How a container's processes are isolated.
@@ -55,7 +55,7 @@ public struct ContainerSpec: Hashable, Sendable {
         name: String? = nil,
         labels: [String: String] = [:],
         isolation: ContainerIsolation = .host,
-        environment: [String] = ProcessConfiguration.defaultEnvironment,
+        environment: [String] = ContainerSpec.defaultEnvironment,
         workingDirectory: String? = nil,
         userID: UInt32? = nil,
         groupID: UInt32? = nil,
@@ -71,6 +71,11 @@ public struct ContainerSpec: Hashable, Sendable {
         self.groupID = groupID
         self.mainProcess = mainProcess
     }
+}
+
+extension ContainerSpec {
+    /// The environment of a container that declares none: PATH and TERM.
+    public static let defaultEnvironment = ProcessConfiguration.defaultEnvironment
 }
 
 /// A container as CRI reports it.

@@ -68,7 +68,7 @@ public final class ExecStreamServer: Service, Sendable {
             await supervisor.stopAll()
             throw ServerError(code: .invalidConfiguration, message: error.message)
         }
-        let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, supervisor: supervisor, logger: self.logger)
+        let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, supervisor: supervisor, policy: self.configuration.sessions, logger: self.logger)
         let router = StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
         // Channels nobody attends are collected here; a process writing to a closed pipe gets EPIPE.
         let ticker = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in registry.tick() }

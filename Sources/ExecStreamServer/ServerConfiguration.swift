@@ -20,6 +20,8 @@ public struct ServerConfiguration: Sendable {
     public var advertiseHost: String?
     /// ExecSync keeps at most this many bytes of stdout and of stderr.
     public var execSyncOutputLimit: Int
+    /// How exec and attach sessions end.
+    public var sessions: SessionPolicy
 
     public init(
         listenAddresses: [ListenAddress],
@@ -29,7 +31,8 @@ public struct ServerConfiguration: Sendable {
         enableBenchmarkRoutes: Bool = false,
         containers: [ContainerSpec] = [ServerConfiguration.demoContainer],
         advertiseHost: String? = nil,
-        execSyncOutputLimit: Int = 16 << 20
+        execSyncOutputLimit: Int = 16 << 20,
+        sessions: SessionPolicy = SessionPolicy()
     ) {
         self.listenAddresses = listenAddresses
         self.http2 = http2
@@ -39,6 +42,7 @@ public struct ServerConfiguration: Sendable {
         self.containers = containers
         self.advertiseHost = advertiseHost
         self.execSyncOutputLimit = execSyncOutputLimit
+        self.sessions = sessions
     }
 
     /// The container every server declares, so exec and attach work at once: host isolation, and
@@ -53,4 +57,19 @@ public struct ServerConfiguration: Sendable {
     public static let defaultUnixSocketPath = "/run/execstream/execstream.sock"
     /// The embedded default TCP address.
     public static let defaultTCPAddress = ListenAddress.tcp(host: "127.0.0.1", port: 10350)
+}
+
+/// How exec and attach sessions end.
+public struct SessionPolicy: Hashable, Sendable {
+    /// How long an exec's output may stay open after the process exited (a background child
+    /// holding it) before the client gets the status anyway.
+    public var postExitDrain: TimeAmount
+    /// Whether a vanished client kills its exec's process group. Attach never kills.
+    public var killProcessGroupWhenClientVanishes: Bool
+
+    /// 2 seconds of drain; a vanished client's exec is killed.
+    public init(postExitDrain: TimeAmount = .seconds(2), killProcessGroupWhenClientVanishes: Bool = true) {
+        self.postExitDrain = postExitDrain
+        self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
+    }
 }

@@ -18,44 +18,56 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the ExecStream server (gRPC and streaming on every listener)."
     )
 
+    @Option(name: .customLong("config"), help: "A YAML configuration file (flags override it).")
+    var config: String?
+
     @Option(name: .customLong("listen"), help: "HOST:PORT, [IPV6]:PORT or vsock://:PORT to listen on (repeatable; default 127.0.0.1:10350).")
     var listen: [String] = []
 
     @Option(name: .customLong("cri-socket"), help: "The unix socket to serve on (default \(ServerConfiguration.defaultUnixSocketPath)).")
-    var criSocket: String = ServerConfiguration.defaultUnixSocketPath
+    var criSocket: String?
 
     @Flag(name: .customLong("no-cri-socket"), help: "Serve on no unix socket.")
     var noCRISocket = false
 
-    @Option(name: .customLong("keepalive-interval"), help: "Seconds without inbound frames before a keepalive PING.")
-    var keepaliveInterval: Double = 60
+    @Option(name: .customLong("keepalive-interval"), help: "Seconds without inbound frames before a keepalive PING (default 60).")
+    var keepaliveInterval: Double?
 
-    @Option(name: .customLong("keepalive-timeout"), help: "Seconds a keepalive PING may go unanswered.")
-    var keepaliveTimeout: Double = 20
+    @Option(name: .customLong("keepalive-timeout"), help: "Seconds a keepalive PING may go unanswered (default 20).")
+    var keepaliveTimeout: Double?
 
-    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may stay without streams.")
-    var idleTimeout: Double = 1800
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may stay without streams (default 1800).")
+    var idleTimeout: Double?
 
-    @Option(name: .customLong("shutdown-grace"), help: "Seconds a graceful shutdown waits for open streams.")
-    var shutdownGrace: Double = 30
+    @Option(name: .customLong("shutdown-grace"), help: "Seconds a graceful shutdown waits for open streams (default 30).")
+    var shutdownGrace: Double?
 
-    @Option(name: .customLong("max-concurrent-streams"), help: "HTTP/2 streams per connection.")
-    var maxConcurrentStreams: Int = 1000
+    @Option(name: .customLong("max-concurrent-streams"), help: "HTTP/2 streams per connection (default 1000).")
+    var maxConcurrentStreams: Int?
 
-    @Option(name: .customLong("max-header-list-size"), help: "Largest request header list, in bytes (larger: 431).")
-    var maxHeaderListSize: Int = 64 << 10
+    @Option(name: .customLong("max-header-list-size"), help: "Largest request header list, in bytes; larger gets 431 (default 65536).")
+    var maxHeaderListSize: Int?
 
-    @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC request message, in bytes.")
-    var grpcMaxMessageSize: Int = 16 << 20
+    @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC request message, in bytes (default 16 MiB).")
+    var grpcMaxMessageSize: Int?
 
-    @Option(name: .customLong("container"), help: "Declare a container with this id (host isolation; repeatable). 'demo' is always declared.")
+    @Option(name: .customLong("container"), help: "Declare a container with this id (host isolation, no main process; repeatable). 'demo' is always declared.")
     var containers: [String] = []
 
     @Option(name: .customLong("advertise-address"), help: "The host streaming URLs name (default: the first --listen host; a wildcard becomes loopback).")
     var advertiseAddress: String?
 
-    @Option(name: .customLong("exec-sync-max-output"), help: "Bytes of stdout and of stderr ExecSync keeps; the rest is dropped with a notice.")
-    var execSyncMaxOutput: Int = 16 << 20
+    @Option(name: .customLong("exec-sync-max-output"), help: "Bytes of stdout and of stderr ExecSync keeps; the rest is dropped with a notice (default 16 MiB).")
+    var execSyncMaxOutput: Int?
+
+    @Option(name: .customLong("post-exit-drain"), help: "Seconds an exec's output may stay open after it exited, held by a background child (default 2).")
+    var postExitDrain: Double?
+
+    @Flag(
+        name: .customLong("keep-process-on-disconnect"),
+        help: "Leave an exec running when its client vanishes (default: kill its process group)."
+    )
+    var keepProcessOnDisconnect = false
 
     @Flag(name: .customLong("enable-benchmark-routes"), help: "Serve GET /debug/bytes?size=N for benchmarks. Never in production.")
     var enableBenchmarkRoutes = false
@@ -64,33 +76,13 @@ struct ServeCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        var addresses: [ListenAddress] = []
-        for text in self.listen.isEmpty ? [ServerConfiguration.defaultTCPAddress.description] : self.listen {
-            do {
-                addresses.append(try ListenAddress(parsing: text))
-            } catch {
-                throw ValidationError(error.message)
-            }
+        let configuration: ServerConfiguration
+        do {
+            configuration = try self.serverConfiguration()
+        } catch {
+            printToStandardError("execstream: \(error.message)")
+            throw ExitCode.failure
         }
-        if !self.noCRISocket {
-            addresses.append(.unix(path: self.criSocket))
-        }
-        var http2 = HTTP2Configuration()
-        http2.keepaliveInterval = Self.timeAmount(self.keepaliveInterval)
-        http2.keepaliveTimeout = Self.timeAmount(self.keepaliveTimeout)
-        http2.idleTimeout = Self.timeAmount(self.idleTimeout)
-        http2.gracefulShutdownTimeout = Self.timeAmount(self.shutdownGrace)
-        http2.maxConcurrentStreams = self.maxConcurrentStreams
-        http2.maxHeaderListSize = self.maxHeaderListSize
-        let configuration = ServerConfiguration(
-            listenAddresses: addresses,
-            http2: http2,
-            grpc: GRPCTransportConfiguration(maxReceiveMessageSize: self.grpcMaxMessageSize),
-            enableBenchmarkRoutes: self.enableBenchmarkRoutes,
-            containers: [ServerConfiguration.demoContainer] + self.containers.filter { $0 != "demo" }.map { ContainerSpec(id: $0) },
-            advertiseHost: self.advertiseAddress,
-            execSyncOutputLimit: self.execSyncMaxOutput
-        )
 
         var logger = Logger(label: "execstream")
         logger.logLevel = Logger.Level(rawValue: self.logLevel) ?? .info
@@ -118,8 +110,60 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    private static func timeAmount(_ seconds: Double) -> TimeAmount {
-        .nanoseconds(Int64(seconds * 1_000_000_000))
+    /// The defaults, then the config file, then the flags.
+    private func serverConfiguration() throws(ServerError) -> ServerConfiguration {
+        let file = try self.config.map { path throws(ServerError) in try ConfigurationFile.load(path) }
+        var configuration = ServerConfiguration(listenAddresses: [])
+        do {
+            try file?.apply(to: &configuration)
+        } catch {
+            throw ServerError(code: .invalidConfiguration, message: "\(self.config ?? ""): \(error.message)")
+        }
+        let fromFile = try file?.listenAddresses()
+
+        var addresses: [ListenAddress] = []
+        if self.listen.isEmpty {
+            addresses = fromFile?.tcp ?? [ServerConfiguration.defaultTCPAddress]
+        } else {
+            for text in self.listen {
+                do {
+                    addresses.append(try ListenAddress(parsing: text))
+                } catch {
+                    throw ServerError(code: .invalidConfiguration, message: "--listen: \(error.message)")
+                }
+            }
+        }
+        if !self.noCRISocket, let socket = self.criSocket ?? (fromFile?.unixSocket ?? ServerConfiguration.defaultUnixSocketPath) {
+            addresses.append(.unix(path: socket))
+        }
+        configuration.listenAddresses = addresses
+
+        if let seconds = self.keepaliveInterval { configuration.http2.keepaliveInterval = try Self.timeAmount(seconds, "--keepalive-interval") }
+        if let seconds = self.keepaliveTimeout { configuration.http2.keepaliveTimeout = try Self.timeAmount(seconds, "--keepalive-timeout") }
+        if let seconds = self.idleTimeout { configuration.http2.idleTimeout = try Self.timeAmount(seconds, "--idle-timeout") }
+        if let seconds = self.shutdownGrace { configuration.http2.gracefulShutdownTimeout = try Self.timeAmount(seconds, "--shutdown-grace") }
+        if let streams = self.maxConcurrentStreams { configuration.http2.maxConcurrentStreams = streams }
+        if let size = self.maxHeaderListSize { configuration.http2.maxHeaderListSize = size }
+        if let size = self.grpcMaxMessageSize { configuration.grpc.maxReceiveMessageSize = size }
+        if let bytes = self.execSyncMaxOutput {
+            guard bytes > 0 else { throw ServerError(code: .invalidConfiguration, message: "--exec-sync-max-output must be positive") }
+            configuration.execSyncOutputLimit = bytes
+        }
+        if let seconds = self.postExitDrain { configuration.sessions.postExitDrain = try Self.timeAmount(seconds, "--post-exit-drain") }
+        if self.keepProcessOnDisconnect { configuration.sessions.killProcessGroupWhenClientVanishes = false }
+        if let host = self.advertiseAddress { configuration.advertiseHost = host }
+        configuration.enableBenchmarkRoutes = self.enableBenchmarkRoutes
+        for id in self.containers where !configuration.containers.contains(where: { $0.id == id }) {
+            configuration.containers.append(ContainerSpec(id: id))
+        }
+        return configuration
+    }
+
+    private static func timeAmount(_ seconds: Double, _ flag: String) throws(ServerError) -> TimeAmount {
+        guard seconds >= 0, seconds.isFinite else {
+            throw ServerError(code: .invalidConfiguration, message: "\(flag) must be 0 or more seconds")
+        }
+        return .nanoseconds(Int64(seconds * 1_000_000_000))
     }
 }
 

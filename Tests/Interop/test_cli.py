@@ -114,3 +114,38 @@ def test_attach_reaches_the_main_process_and_leaving_keeps_it(execstream_bin, se
     attach.kill()
     attach.wait()
     assert client(execstream_bin, server, "exec", "demo", "--", "true").returncode == 0
+
+
+def test_serve_with_a_config_file(execstream_bin, tmp_path):
+    from conftest import start_server, stop_server
+
+    config = tmp_path / "execstream.yaml"
+    config.write_text(
+        "sessions: {postExitDrainSeconds: 1}\n"
+        "containers:\n"
+        "  - id: web\n"
+        "    labels: {app: web}\n"
+        "    env: [GREETING=from-config]\n"
+        "    main: {command: [sh, -c, 'echo web-started; cat']}\n"
+    )
+    running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--config", str(config))
+    try:
+        result = client(execstream_bin, running, "exec", "web", "--", "sh", "-c", "echo $GREETING")
+        assert result.stdout == b"from-config\n"
+        attach = subprocess.Popen(
+            [execstream_bin, "attach", "--server", f"127.0.0.1:{running.port}", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert attach.stdout.readline() == b"web-started\n"
+        attach.kill()
+        attach.wait()
+        assert client(execstream_bin, running, "exec", "demo", "--", "true").returncode == 0
+    finally:
+        assert stop_server(running) == 0
+
+
+def test_a_bad_config_file_is_one_clear_line(execstream_bin, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("containers: [{id: web, isolaton: host}]\n")
+    result = subprocess.run([execstream_bin, "serve", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f'execstream: {config}: unknown key "isolaton" in containers[]\n'

@@ -55,6 +55,8 @@ struct ExecSessionPlan: Sendable {
     var stdin: Bool
     var stdout: Bool
     var stderr: Bool
+    /// How the session ends.
+    var policy: SessionPolicy
 }
 
 /// Drives one exec or attach session: the `ExecSessionStateMachine` decides, this carries out.
@@ -94,11 +96,20 @@ final class ExecSession {
         if plan.stderr && !plan.tty { outputs.insert(.stderr) }
         switch plan.target {
         case .exec:
-            self.machine = ExecSessionStateMachine(configuration: .init(kind: .exec, outputs: outputs))
+            self.machine = ExecSessionStateMachine(
+                configuration: .init(
+                    kind: .exec,
+                    outputs: outputs,
+                    postExitDrain: plan.policy.postExitDrain,
+                    killProcessGroupWhenClientVanishes: plan.policy.killProcessGroupWhenClientVanishes
+                )
+            )
             var random = SystemRandomNumberGenerator()
             self.owner = "exec-" + String(random.next(), radix: 16)
         case .attach:
-            self.machine = ExecSessionStateMachine(configuration: .init(kind: .attach, outputs: outputs))
+            self.machine = ExecSessionStateMachine(
+                configuration: .init(kind: .attach, outputs: outputs, postExitDrain: plan.policy.postExitDrain)
+            )
             self.owner = plan.container.id
         }
         let endOfInputClosesChannel: Bool

@@ -11,6 +11,7 @@ struct StreamingEndpoint: Sendable {
     let containers: ContainerStore
     let registry: ChannelRegistry
     let supervisor: ContainerSupervisor
+    let policy: SessionPolicy
     let logger: Logger
 
     /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
@@ -45,10 +46,10 @@ struct StreamingEndpoint: Sendable {
             switch request {
             case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
                 let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(container: container.spec, target: .exec(command: command), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr)
+                plan = ExecSessionPlan(container: container.spec, target: .exec(command: command), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy)
             case .attach(let containerID, let tty, let stdin, let stdout, let stderr):
                 let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(container: container.spec, target: .attach(self.supervisor), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr)
+                plan = ExecSessionPlan(container: container.spec, target: .attach(self.supervisor), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy)
             case .portForward:
                 throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
             }

@@ -1,0 +1,270 @@
+public import ExecStreamCore
+import Foundation
+import NIOCore
+import Yams
+
+/// The `--config` file: YAML, every field optional, unknown keys refused (a typo must not be
+/// silently ignored). Command-line flags override what it sets; it overrides the defaults.
+///
+/// ```yaml
+/// listen: ["127.0.0.1:10350", "[::1]:10350"]
+/// criSocket: /run/execstream/execstream.sock   # "" for none
+/// advertiseAddress: 10.0.0.5
+/// execSyncMaxOutputBytes: 16777216
+/// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true}
+/// http2: {keepaliveIntervalSeconds: 60, keepaliveTimeoutSeconds: 20, idleTimeoutSeconds: 1800,
+///         shutdownGraceSeconds: 30, maxConcurrentStreams: 1000, maxHeaderListSize: 65536}
+/// grpc: {maxMessageBytes: 16777216}
+/// containers:
+///   - id: web
+///     name: web
+///     labels: {app: web}
+///     isolation: namespaces          # or host
+///     env: ["PATH=/usr/bin:/bin"]
+///     workingDir: /
+///     user: 1000
+///     group: 1000
+///     main: {command: ["/bin/sh"], tty: false, stdin: true, stdinOnce: false}
+/// ```
+public struct ConfigurationFile: Decodable, Hashable, Sendable {
+    /// TCP (and unix/vsock) addresses to listen on.
+    public var listen: [String]?
+    /// The unix socket; "" for none.
+    public var criSocket: String?
+    /// The host streaming URLs name.
+    public var advertiseAddress: String?
+    /// ExecSync's per-stream output limit.
+    public var execSyncMaxOutputBytes: Int?
+    /// Session policy.
+    public var sessions: Sessions?
+    /// HTTP/2 limits and timers.
+    public var http2: HTTP2?
+    /// gRPC limits.
+    public var grpc: GRPC?
+    /// Declared containers (`demo` is declared too, unless this list has its own `demo`).
+    public var containers: [Container]?
+
+    /// `sessions:`
+    public struct Sessions: Decodable, Hashable, Sendable {
+        public var postExitDrainSeconds: Double?
+        public var killProcessGroupOnDisconnect: Bool?
+    }
+
+    /// `http2:`
+    public struct HTTP2: Decodable, Hashable, Sendable {
+        public var keepaliveIntervalSeconds: Double?
+        public var keepaliveTimeoutSeconds: Double?
+        public var idleTimeoutSeconds: Double?
+        public var shutdownGraceSeconds: Double?
+        public var maxConcurrentStreams: Int?
+        public var maxHeaderListSize: Int?
+    }
+
+    /// `grpc:`
+    public struct GRPC: Decodable, Hashable, Sendable {
+        public var maxMessageBytes: Int?
+    }
+
+    /// One entry of `containers:`.
+    public struct Container: Decodable, Hashable, Sendable {
+        public var id: String
+        public var name: String?
+        public var labels: [String: String]?
+        public var isolation: String?
+        public var env: [String]?
+        public var workingDir: String?
+        public var user: UInt32?
+        public var group: UInt32?
+        public var main: Main?
+
+        /// `main:`
+        public struct Main: Decodable, Hashable, Sendable {
+            public var command: [String]
+            public var tty: Bool?
+            public var stdin: Bool?
+            public var stdinOnce: Bool?
+        }
+    }
+
+    /// Reads and checks `path`.
+    public static func load(_ path: String) throws(ServerError) -> ConfigurationFile {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ServerError(code: .invalidConfiguration, message: "cannot read the config file \(path): \(error.localizedDescription)")
+        }
+        return try Self.parse(text, source: path)
+    }
+
+    /// Parses YAML text (`source` names it in errors).
+    public static func parse(_ text: String, source: String = "the config file") throws(ServerError) -> ConfigurationFile {
+        do {
+            guard let node = try Yams.compose(yaml: text) else { return ConfigurationFile() }
+            try Self.rejectUnknownKeys(in: node, schema: Self.schema, path: "")
+            return try YAMLDecoder().decode(ConfigurationFile.self, from: node)
+        } catch let error as ServerError {
+            throw ServerError(code: .invalidConfiguration, message: "\(source): \(error.message)")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw ServerError(code: .invalidConfiguration, message: "\(source): \(Self.path(context.codingPath)): \(context.debugDescription)")
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ServerError(code: .invalidConfiguration, message: "\(source): \(Self.path(context.codingPath + [key])) is required")
+        } catch {
+            throw ServerError(code: .invalidConfiguration, message: "\(source): \(error)")
+        }
+    }
+
+    init() {}
+
+    /// Applies the file's settings over `configuration`.
+    public func apply(to configuration: inout ServerConfiguration) throws(ServerError) {
+        if let bytes = self.execSyncMaxOutputBytes {
+            guard bytes > 0 else { throw ServerError(code: .invalidConfiguration, message: "execSyncMaxOutputBytes must be positive") }
+            configuration.execSyncOutputLimit = bytes
+        }
+        if let advertiseAddress = self.advertiseAddress {
+            configuration.advertiseHost = advertiseAddress
+        }
+        if let sessions = self.sessions {
+            if let seconds = sessions.postExitDrainSeconds {
+                configuration.sessions.postExitDrain = try Self.timeAmount(seconds, "sessions.postExitDrainSeconds")
+            }
+            if let kill = sessions.killProcessGroupOnDisconnect {
+                configuration.sessions.killProcessGroupWhenClientVanishes = kill
+            }
+        }
+        if let http2 = self.http2 {
+            if let seconds = http2.keepaliveIntervalSeconds {
+                configuration.http2.keepaliveInterval = try Self.timeAmount(seconds, "http2.keepaliveIntervalSeconds")
+            }
+            if let seconds = http2.keepaliveTimeoutSeconds {
+                configuration.http2.keepaliveTimeout = try Self.timeAmount(seconds, "http2.keepaliveTimeoutSeconds")
+            }
+            if let seconds = http2.idleTimeoutSeconds {
+                configuration.http2.idleTimeout = try Self.timeAmount(seconds, "http2.idleTimeoutSeconds")
+            }
+            if let seconds = http2.shutdownGraceSeconds {
+                configuration.http2.gracefulShutdownTimeout = try Self.timeAmount(seconds, "http2.shutdownGraceSeconds")
+            }
+            if let streams = http2.maxConcurrentStreams {
+                configuration.http2.maxConcurrentStreams = streams
+            }
+            if let size = http2.maxHeaderListSize {
+                configuration.http2.maxHeaderListSize = size
+            }
+        }
+        if let bytes = self.grpc?.maxMessageBytes {
+            configuration.grpc.maxReceiveMessageSize = bytes
+        }
+        if let containers = self.containers {
+            var declared = try containers.map { container throws(ServerError) in try container.spec() }
+            if !declared.contains(where: { $0.id == ServerConfiguration.demoContainer.id }) {
+                declared.insert(ServerConfiguration.demoContainer, at: 0)
+            }
+            configuration.containers = declared
+        }
+    }
+
+    /// The listen addresses the file names (`listen`, then `criSocket`), or nil for either it
+    /// leaves out.
+    public func listenAddresses() throws(ServerError) -> (tcp: [ListenAddress]?, unixSocket: String??) {
+        var tcp: [ListenAddress]?
+        if let listen = self.listen {
+            tcp = []
+            for text in listen {
+                do {
+                    tcp!.append(try ListenAddress(parsing: text))
+                } catch {
+                    throw ServerError(code: .invalidConfiguration, message: "listen: \(error.message)")
+                }
+            }
+        }
+        let unixSocket: String?? = self.criSocket.map { $0.isEmpty ? nil : $0 }
+        return (tcp, unixSocket)
+    }
+
+    private static func timeAmount(_ seconds: Double, _ name: String) throws(ServerError) -> TimeAmount {
+        guard seconds >= 0, seconds.isFinite else {
+            throw ServerError(code: .invalidConfiguration, message: "\(name) must be 0 or more seconds")
+        }
+        return .nanoseconds(Int64(seconds * 1_000_000_000))
+    }
+
+    // MARK: Unknown keys
+
+    /// The keys each mapping may have, by path ("containers[]" for every list entry).
+    private static let schema: [String: Set<String>] = [
+        "": ["listen", "criSocket", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc", "containers"],
+        "sessions": ["postExitDrainSeconds", "killProcessGroupOnDisconnect"],
+        "http2": [
+            "keepaliveIntervalSeconds", "keepaliveTimeoutSeconds", "idleTimeoutSeconds", "shutdownGraceSeconds", "maxConcurrentStreams",
+            "maxHeaderListSize",
+        ],
+        "grpc": ["maxMessageBytes"],
+        "containers[]": ["id", "name", "labels", "isolation", "env", "workingDir", "user", "group", "main"],
+        "containers[].main": ["command", "tty", "stdin", "stdinOnce"],
+    ]
+
+    private static func rejectUnknownKeys(in node: Node, schema: [String: Set<String>], path: String) throws(ServerError) {
+        switch node {
+        case .mapping(let mapping):
+            guard let known = schema[path] else { return }  // free-form (labels)
+            for (key, value) in mapping {
+                guard let name = key.string else {
+                    throw ServerError(code: .invalidConfiguration, message: "\(path.isEmpty ? "the top level" : path) has a non-string key")
+                }
+                guard known.contains(name) else {
+                    let place = path.isEmpty ? "" : " in \(path)"
+                    throw ServerError(code: .invalidConfiguration, message: "unknown key \"\(name)\"\(place)")
+                }
+                try Self.rejectUnknownKeys(in: value, schema: schema, path: path.isEmpty ? name : "\(path).\(name)")
+            }
+        case .sequence(let sequence):
+            for element in sequence {
+                try Self.rejectUnknownKeys(in: element, schema: schema, path: "\(path)[]")
+            }
+        case .scalar, .alias:
+            return
+        }
+    }
+
+    private static func path(_ codingPath: [any CodingKey]) -> String {
+        codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+    }
+}
+
+extension ConfigurationFile.Container {
+    func spec() throws(ServerError) -> ContainerSpec {
+        guard !self.id.isEmpty, !self.id.contains("/") else {
+            throw ServerError(code: .invalidConfiguration, message: "containers: an id must be non-empty and without \"/\": \"\(self.id)\"")
+        }
+        let isolation: ContainerIsolation
+        switch self.isolation {
+        case nil:
+            isolation = .host
+        case let name?:
+            guard let known = ContainerIsolation(rawValue: name) else {
+                throw ServerError(code: .invalidConfiguration, message: "containers[\(self.id)]: isolation must be host or namespaces, not \"\(name)\"")
+            }
+            isolation = known
+        }
+        var main: MainProcessSpec?
+        if let spec = self.main {
+            guard !spec.command.isEmpty else {
+                throw ServerError(code: .invalidConfiguration, message: "containers[\(self.id)].main: command must not be empty")
+            }
+            main = MainProcessSpec(command: spec.command, tty: spec.tty ?? false, stdin: spec.stdin ?? true, stdinOnce: spec.stdinOnce ?? false)
+        }
+        return ContainerSpec(
+            id: self.id,
+            name: self.name,
+            labels: self.labels ?? [:],
+            isolation: isolation,
+            environment: self.env ?? ContainerSpec.defaultEnvironment,
+            workingDirectory: self.workingDir,
+            userID: self.user,
+            groupID: self.group,
+            mainProcess: main
+        )
+    }
+}

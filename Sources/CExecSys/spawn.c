@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -63,6 +64,14 @@ static int spawn_child(void *argument) {
     if (setsid() < 0) FAIL("setsid");
     for (size_t i = 0; i < request->namespace_count; i++) {
         if (setns(request->namespace_fds[i], 0) != 0) FAIL("setns");
+    }
+    if ((request->new_namespaces & CLONE_NEWUTS) && request->hostname != NULL) {
+        if (sethostname(request->hostname, strlen(request->hostname)) != 0) FAIL("sethostname");
+    }
+    if ((request->new_namespaces & CLONE_NEWNS) && (request->new_namespaces & CLONE_NEWPID)) {
+        // Our mounts must not propagate back to the host, and ps must see this pid namespace.
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) FAIL("mount-private");
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) FAIL("mount-proc");
     }
     if (request->pty_slave_path != NULL) {
         // Opened without O_NOCTTY by a session leader with no terminal: it becomes the
@@ -137,9 +146,29 @@ int execstream_spawn(const execstream_spawn_request *request, pid_t *pid, int *p
     sigset_t all, previous;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &previous);
+    // A pid namespace cannot be joined from inside the child: the calling thread's
+    // pid_for_children is set around clone instead, and restored at once (it is per thread).
+    int own_pid_namespace = -1;
+    if (request->pid_namespace_fd >= 0) {
+        own_pid_namespace = open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own_pid_namespace < 0 || setns(request->pid_namespace_fd, CLONE_NEWPID) != 0) {
+            int saved = errno;
+            if (own_pid_namespace >= 0) close(own_pid_namespace);
+            pthread_sigmask(SIG_SETMASK, &previous, NULL);
+            munmap(stack, stack_size);
+            *failed_step = "setns-pid";
+            errno = saved;
+            return -1;
+        }
+    }
     // CLONE_VFORK: we resume once the child has exec'd or exited, so `context` is settled.
-    pid_t child = clone(spawn_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &context);
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | request->new_namespaces;
+    pid_t child = clone(spawn_child, (char *)stack + stack_size, flags, &context);
     int clone_errno = errno;
+    if (own_pid_namespace >= 0) {
+        setns(own_pid_namespace, CLONE_NEWPID);
+        close(own_pid_namespace);
+    }
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
     munmap(stack, stack_size);
     if (child < 0) {
@@ -168,6 +197,10 @@ int execstream_spawn(const execstream_spawn_request *request, pid_t *pid, int *p
     *pid = child;
     *pidfd = fd;
     return 0;
+}
+
+int execstream_container_namespace_flags(void) {
+    return CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
 }
 
 int execstream_reap(int pidfd, int *exit_code, int *signal_number) {

@@ -30,6 +30,20 @@ public struct ProcessConfiguration: Hashable, Sendable {
     public var groupID: UInt32?
     /// Supplementary groups (set only with `groupID`).
     public var supplementaryGroups: [UInt32]
+    /// The namespaces the child lives in.
+    public var namespaces: Namespaces = .inherited
+
+    /// Which namespaces a child lives in (all but `inherited` need root).
+    public enum Namespaces: Hashable, Sendable {
+        /// The server's own.
+        case inherited
+        /// New mount, pid, uts and ipc namespaces: the child is pid 1 of its own pid namespace,
+        /// with its own /proc and this hostname. A container's main process.
+        case new(hostname: String?)
+        /// Those of the running process `pid`, as `nsenter -t PID -m -p -u -i` joins them: an
+        /// exec in a container.
+        case joining(pid: Int32)
+    }
 
     public init(
         arguments: [String],
@@ -160,30 +174,63 @@ public enum ProcessSpawner {
             envp.deallocate()
         }
         let groups = configuration.supplementaryGroups.map { gid_t($0) }
+        // Joining: the ipc, uts and mount namespaces by the child (mount last), pid by this
+        // thread around clone. Opened before anything else, so a target that is gone fails here.
+        var joined: [Int32] = []
+        var pidNamespace: Int32 = -1
+        defer {
+            for fd in joined + [pidNamespace] where fd >= 0 {
+                close(fd)
+            }
+        }
+        var newNamespaces: Int32 = 0
+        var hostname: String?
+        switch configuration.namespaces {
+        case .inherited:
+            break
+        case .new(let name):
+            newNamespaces = execstream_container_namespace_flags()
+            hostname = name
+        case .joining(let target):
+            for kind in ["ipc", "uts", "mnt"] {
+                let fd = open("/proc/\(target)/ns/\(kind)", O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw Self.namespaceError(target, kind) }
+                joined.append(fd)
+            }
+            pidNamespace = open("/proc/\(target)/ns/pid", O_RDONLY | O_CLOEXEC)
+            guard pidNamespace >= 0 else { throw Self.namespaceError(target, "pid") }
+        }
         var pid: pid_t = 0
         var pidfd: Int32 = -1
         var failedStep: UnsafePointer<CChar>?
         let status: Int32 = path.withCString { pathPointer in
             (configuration.workingDirectory ?? "").withCString { cwdPointer in
                 (slavePath ?? "").withCString { slavePointer in
-                    groups.withUnsafeBufferPointer { groupPointer in
-                        var request = execstream_spawn_request(
-                            path: pathPointer,
-                            argv: argv.pointer,
-                            envp: envp.pointer,
-                            working_directory: configuration.workingDirectory == nil ? nil : cwdPointer,
-                            pty_slave_path: slavePath == nil ? nil : slavePointer,
-                            stdin_fd: stdio.0,
-                            stdout_fd: stdio.1,
-                            stderr_fd: stdio.2,
-                            uid: configuration.userID.map { Int($0) } ?? -1,
-                            gid: configuration.groupID.map { Int($0) } ?? -1,
-                            groups: groupPointer.baseAddress,
-                            group_count: groupPointer.count,
-                            namespace_fds: nil,
-                            namespace_count: 0
-                        )
-                        return execstream_spawn(&request, &pid, &pidfd, &failedStep)
+                    (hostname ?? "").withCString { hostnamePointer in
+                        groups.withUnsafeBufferPointer { groupPointer in
+                            joined.withUnsafeBufferPointer { namespacePointer in
+                                var request = execstream_spawn_request(
+                                    path: pathPointer,
+                                    argv: argv.pointer,
+                                    envp: envp.pointer,
+                                    working_directory: configuration.workingDirectory == nil ? nil : cwdPointer,
+                                    pty_slave_path: slavePath == nil ? nil : slavePointer,
+                                    stdin_fd: stdio.0,
+                                    stdout_fd: stdio.1,
+                                    stderr_fd: stdio.2,
+                                    uid: configuration.userID.map { Int($0) } ?? -1,
+                                    gid: configuration.groupID.map { Int($0) } ?? -1,
+                                    groups: groupPointer.baseAddress,
+                                    group_count: groupPointer.count,
+                                    namespace_fds: namespacePointer.baseAddress,
+                                    namespace_count: namespacePointer.count,
+                                    pid_namespace_fd: pidNamespace,
+                                    new_namespaces: newNamespaces,
+                                    hostname: hostname == nil ? nil : hostnamePointer
+                                )
+                                return execstream_spawn(&request, &pid, &pidfd, &failedStep)
+                            }
+                        }
                     }
                 }
             }
@@ -196,6 +243,11 @@ public enum ProcessSpawner {
         }
         result.pid = pid
         result.pidfd = pidfd
+    }
+
+    private static func namespaceError(_ pid: Int32, _ kind: String) -> ProcessError {
+        let reason = String(cString: strerror(errno))
+        return ProcessError(code: .spawnFailed, message: "cannot join the \(kind) namespace of process \(pid): \(reason)", errno: errno)
     }
 
     /// A path is used as it is; a name is looked up on the PATH of the child's environment.

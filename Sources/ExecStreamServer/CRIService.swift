@@ -38,8 +38,16 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
     private let requests: StreamingRequestCache
     private let advertised: AdvertisedStreamingAddress
     private let execSyncOutputLimit: Int
+    private let supervisor: ContainerSupervisor
 
-    init(containers: ContainerStore, requests: StreamingRequestCache, advertised: AdvertisedStreamingAddress, execSyncOutputLimit: Int) {
+    init(
+        containers: ContainerStore,
+        requests: StreamingRequestCache,
+        advertised: AdvertisedStreamingAddress,
+        execSyncOutputLimit: Int,
+        supervisor: ContainerSupervisor
+    ) {
+        self.supervisor = supervisor
         self.containers = containers
         self.requests = requests
         self.advertised = advertised
@@ -75,15 +83,15 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         guard !request.cmd.isEmpty else { throw RPCError(ExecStreamError(code: .invalidArgument, message: "missing required cmd")) }
         let process: SpawnedProcess
         do {
-            process = try ProcessSpawner.spawn(
-                ProcessConfiguration(
-                    arguments: request.cmd,
-                    environment: container.spec.environment,
-                    workingDirectory: container.spec.workingDirectory,
-                    stdio: .pipes(stdin: false, stdout: true, stderr: true)
-                )
+            let configuration = try self.supervisor.processConfiguration(
+                in: container.spec,
+                arguments: request.cmd,
+                stdio: .pipes(stdin: false, stdout: true, stderr: true)
             )
-        } catch {
+            process = try ProcessSpawner.spawn(configuration)
+        } catch let error as ExecStreamError {
+            throw RPCError(error)
+        } catch let error as ProcessError {
             throw RPCError(error)
         }
         let limit = self.execSyncOutputLimit

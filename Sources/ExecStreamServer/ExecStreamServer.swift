@@ -45,6 +45,12 @@ public final class ExecStreamServer: Service, Sendable {
         let containers = ContainerStore()
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
         for spec in self.configuration.containers {
+            if spec.isolation == .namespaces && spec.mainProcess == nil {
+                throw ServerError(
+                    code: .invalidConfiguration,
+                    message: "container \"\(spec.id)\": namespaces isolation needs a main process (its namespaces are the main process's)"
+                )
+            }
             do {
                 try containers.add(spec, now: now)
             } catch {
@@ -54,13 +60,6 @@ public final class ExecStreamServer: Service, Sendable {
         let advertised = AdvertisedStreamingAddress()
         let requests = StreamingRequestCache()
         let registry = self.registry
-        let runtime = CRIRuntimeService(
-            containers: containers,
-            requests: requests,
-            advertised: advertised,
-            execSyncOutputLimit: self.configuration.execSyncOutputLimit
-        )
-        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
         let supervisor = ContainerSupervisor(store: containers, registry: registry, logger: self.logger)
         do {
             try await supervisor.startAll(on: group.any())
@@ -68,6 +67,14 @@ public final class ExecStreamServer: Service, Sendable {
             await supervisor.stopAll()
             throw ServerError(code: .invalidConfiguration, message: error.message)
         }
+        let runtime = CRIRuntimeService(
+            containers: containers,
+            requests: requests,
+            advertised: advertised,
+            execSyncOutputLimit: self.configuration.execSyncOutputLimit,
+            supervisor: supervisor
+        )
+        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
         let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, supervisor: supervisor, policy: self.configuration.sessions, logger: self.logger)
         let router = StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
         // Channels nobody attends are collected here; a process writing to a closed pipe gets EPIPE.

@@ -17,7 +17,8 @@ int execstream_set_window_size(int fd, unsigned short rows, unsigned short colum
 int execstream_get_window_size(int fd, unsigned short *rows, unsigned short *columns);
 
 /// What the child does between clone and execve, in this order: leave the parent's session
-/// (setsid), join namespaces (setns on each fd), make the pty slave its controlling terminal and
+/// (setsid), join namespaces (setns on each fd), in new namespaces set the hostname and mount a
+/// /proc of its own, make the pty slave its controlling terminal and
 /// stdio, or dup2 the given fds onto 0/1/2, change directory, drop to group/supplementary
 /// groups/user, reset every signal disposition and unblock all signals, close every fd above 2,
 /// execve.
@@ -34,14 +35,22 @@ typedef struct {
     long gid;                   ///< -1: keep
     const gid_t *groups;        ///< with gid >= 0: the supplementary groups (may be empty)
     size_t group_count;
-    const int *namespace_fds;   ///< setns targets, joined in order (0 = any type)
+    const int *namespace_fds;   ///< setns targets, joined in order by the child (not pid)
     size_t namespace_count;
+    int pid_namespace_fd;       ///< >= 0: the child is born in this pid namespace (the spawning
+                                ///< thread sets its pid_for_children around clone, then restores it)
+    int new_namespaces;         ///< extra clone flags: CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWUTS|CLONE_NEWIPC
+    const char *hostname;       ///< with CLONE_NEWUTS: the hostname to set (NULL: keep)
 } execstream_spawn_request;
+
+/// The clone flags of a container's own namespaces: mount, pid, uts, ipc.
+int execstream_container_namespace_flags(void);
 
 /// Spawns a child as described. On success returns 0 and sets `*pid` and `*pidfd` (a pidfd,
 /// O_CLOEXEC, for waiting without blocking anyone). On failure returns -1: `*failed_step`
-/// names the step that failed ("clone", "setsid", "setns", "open-tty", "dup2", "chdir",
-/// "setgroups", "setgid", "setuid", "execve", "pidfd") and errno says why.
+/// names the step that failed ("clone", "setsid", "setns", "setns-pid", "sethostname",
+/// "mount-private", "mount-proc", "open-tty", "dup2", "chdir", "setgroups", "setgid", "setuid",
+/// "execve", "pidfd") and errno says why.
 int execstream_spawn(const execstream_spawn_request *request, pid_t *pid, int *pidfd, const char **failed_step);
 
 /// Reaps the child behind `pidfd` if it has exited (waitid(P_PIDFD, WEXITED | WNOHANG)).

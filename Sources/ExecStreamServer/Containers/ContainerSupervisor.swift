@@ -55,6 +55,32 @@ final class ContainerSupervisor: Sendable {
         }
     }
 
+    /// How a process runs in `container`: its environment, directory, credentials, and for
+    /// `namespaces` isolation the main process's namespaces. Throws if such a container's main
+    /// process is not running.
+    func processConfiguration(in container: ContainerSpec, arguments: [String], stdio: ProcessConfiguration.Stdio) throws(ExecStreamError)
+        -> ProcessConfiguration
+    {
+        var configuration = ProcessConfiguration(
+            arguments: arguments,
+            environment: container.environment,
+            workingDirectory: container.workingDirectory,
+            stdio: stdio,
+            userID: container.userID,
+            groupID: container.groupID
+        )
+        switch container.isolation {
+        case .host:
+            break
+        case .namespaces:
+            guard let main = self.mainProcess(of: container.id) else {
+                throw ExecStreamError(code: .failedPrecondition, message: "container \"\(container.id)\" is not running")
+            }
+            configuration.namespaces = .joining(pid: main.pid)
+        }
+        return configuration
+    }
+
     private func start(_ spec: ContainerSpec, main: MainProcessSpec, on eventLoop: any EventLoop) async throws(ExecStreamError) {
         let id = spec.id
         let channel = { (stream: StandardStream) in IOChannelID(owner: id, stream: stream) }
@@ -62,10 +88,22 @@ final class ContainerSupervisor: Sendable {
             arguments: main.command,
             environment: spec.environment,
             workingDirectory: spec.workingDirectory,
-            stdio: main.tty ? .terminal(initialSize: nil) : .pipes(stdin: main.stdin, stdout: true, stderr: true)
+            stdio: main.tty ? .terminal(initialSize: nil) : .pipes(stdin: main.stdin, stdout: true, stderr: true),
+            userID: spec.userID,
+            groupID: spec.groupID
         )
-        configuration.userID = spec.userID
-        configuration.groupID = spec.groupID
+        switch spec.isolation {
+        case .host:
+            break
+        case .namespaces:
+            guard geteuid() == 0 else {
+                throw ExecStreamError(
+                    code: .failedPrecondition,
+                    message: "container \"\(id)\": namespaces isolation needs root (the server runs as uid \(geteuid()))"
+                )
+            }
+            configuration.namespaces = .new(hostname: spec.name)
+        }
         let process: SpawnedProcess
         do {
             process = try ProcessSpawner.spawn(configuration)

@@ -41,9 +41,10 @@ struct ExecSessionPlan: Sendable {
     enum Target: Sendable {
         /// Run this command.
         case exec(command: [String])
-        /// Join the container's main process, through the supervisor that runs it.
-        case attach(ContainerSupervisor)
+        /// Join the container's main process.
+        case attach
     }
+
 
     /// The container.
     var container: ContainerSpec
@@ -57,6 +58,8 @@ struct ExecSessionPlan: Sendable {
     var stderr: Bool
     /// How the session ends.
     var policy: SessionPolicy
+    /// Runs the container's processes (and knows its namespaces).
+    var supervisor: ContainerSupervisor
 }
 
 /// Drives one exec or attach session: the `ExecSessionStateMachine` decides, this carries out.
@@ -253,15 +256,16 @@ final class ExecSession {
         switch self.plan.target {
         case .exec:
             return self.process?.terminal
-        case .attach(let supervisor):
-            return supervisor.mainProcess(of: self.plan.container.id)?.terminal
+        case .attach:
+            return self.plan.supervisor.mainProcess(of: self.plan.container.id)?.terminal
         }
     }
 
     private func attachToContainer() {
-        guard case .attach(let supervisor) = self.plan.target else {
+        guard case .attach = self.plan.target else {
             preconditionFailure("only an attach session attaches")
         }
+        let supervisor = self.plan.supervisor
         self.attachClientEnds()
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         let eventLoop = self.eventLoop
@@ -278,23 +282,22 @@ final class ExecSession {
         guard case .exec(let command) = self.plan.target else {
             preconditionFailure("only an exec session starts a process")
         }
-        var configuration = ProcessConfiguration(
-            arguments: command,
-            environment: self.plan.container.environment,
-            workingDirectory: self.plan.container.workingDirectory,
-            stdio: self.plan.tty
-                ? .terminal(initialSize: initialSize)
-                : .pipes(stdin: self.plan.stdin, stdout: self.plan.stdout, stderr: self.plan.stderr)
-        )
-        configuration.userID = self.plan.container.userID
-        configuration.groupID = self.plan.container.groupID
+        let stdio: ProcessConfiguration.Stdio = self.plan.tty
+            ? .terminal(initialSize: initialSize)
+            : .pipes(stdin: self.plan.stdin, stdout: self.plan.stdout, stderr: self.plan.stderr)
         let process: SpawnedProcess
         do {
+            let configuration = try self.plan.supervisor.processConfiguration(in: self.plan.container, arguments: command, stdio: stdio)
             process = try ProcessSpawner.spawn(configuration)
-        } catch {
+        } catch let error as ExecStreamError {
+            self.perform(self.machine.processFailedToStart(message: error.message))
+            return
+        } catch let error as ProcessError {
             self.logger.debug("exec failed to start", metadata: ["command": "\(command)", "error": "\(error)"])
             self.perform(self.machine.processFailedToStart(message: error.message))
             return
+        } catch {
+            preconditionFailure("spawning throws only ExecStreamError and ProcessError: \(error)")
         }
         self.process = process
         self.processRunning = true
@@ -364,7 +367,7 @@ final class ExecSession {
             self.writer?.close()
             self.writer = nil
             self.stdinProducer?.detach()
-        case .attach(let supervisor):
+        case .attach:
             // The channels stay with the container: a delivery in flight goes back to the head of
             // its queue for the next attach, and stdin stays open unless the container says
             // stdin_once.
@@ -376,7 +379,7 @@ final class ExecSession {
             // A client that leaves ends stdin only with stdin_once (close() decides).
             self.stdinProducer?.close()
             if let exitObserver = self.exitObserver {
-                supervisor.removeObserver(exitObserver, of: self.plan.container.id)
+                self.plan.supervisor.removeObserver(exitObserver, of: self.plan.container.id)
                 self.exitObserver = nil
             }
         }

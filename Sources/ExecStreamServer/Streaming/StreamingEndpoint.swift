@@ -46,10 +46,10 @@ struct StreamingEndpoint: Sendable {
             switch request {
             case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
                 let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(container: container.spec, target: .exec(command: command), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy)
+                plan = ExecSessionPlan(container: container.spec, target: .exec(command: command), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy, supervisor: self.supervisor)
             case .attach(let containerID, let tty, let stdin, let stdout, let stderr):
                 let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(container: container.spec, target: .attach(self.supervisor), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy)
+                plan = ExecSessionPlan(container: container.spec, target: .attach, tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy, supervisor: self.supervisor)
             case .portForward:
                 throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
             }

@@ -217,11 +217,16 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         self.flush()
     }
 
-    func writeOnLoop(streamID: Int32, data: ByteBuffer) -> HTTP2WriteResult {
+    func writeOnLoop(streamID: Int32, buffers: [ByteBuffer]) -> HTTP2WriteResult {
         guard let stream = self.streams[streamID], stream.responseHeadSent, !stream.responseFinished else { return .closed }
-        if data.readableBytes > 0 {
+        // Queue them all before flushing: a frame header and its payload share one DATA frame.
+        var queued = false
+        for data in buffers where data.readableBytes > 0 {
             stream.outbound.append(data)
             stream.outboundByteCount += data.readableBytes
+            queued = true
+        }
+        if queued {
             self.resumeData(stream)
             self.flush()
         }

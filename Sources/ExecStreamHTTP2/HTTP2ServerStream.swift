@@ -114,8 +114,14 @@ public final class HTTP2ServerStream: Sendable {
     /// Queues `data` from a producer running on this stream's event loop, without suspending,
     /// and says whether the producer may go on (see `HTTP2WriteResult`).
     public func writeOnEventLoop(_ data: ByteBuffer) -> HTTP2WriteResult {
+        self.writeOnEventLoop(contentsOf: [data])
+    }
+
+    /// Queues several buffers in order, then sends: a frame header and its payload leave in one
+    /// DATA frame where the window allows.
+    public func writeOnEventLoop(contentsOf buffers: [ByteBuffer]) -> HTTP2WriteResult {
         self.eventLoop.preconditionInEventLoop()
-        return self.connection.value.writeOnLoop(streamID: self.id, data: data)
+        return self.connection.value.writeOnLoop(streamID: self.id, buffers: buffers)
     }
 
     /// Calls `callback` once, on the event loop, when the queue has drained to the low watermark

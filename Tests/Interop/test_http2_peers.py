@@ -74,3 +74,28 @@ def test_a_large_body_arrives_whole(server):
     assert result.returncode == 0
     assert len(result.stdout) == size
     assert set(result.stdout) == {ord("x")}
+
+
+def test_nghttp_as_a_native_exec_client(server, cri, tmp_path):
+    """nghttp sends stdin frames from a file and prints the response body: the frames and the
+    exit code come back to a client that knows nothing of ExecStream."""
+    import struct
+
+    import grpc
+
+    api, stubs = cri
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        request = api.ExecRequest(container_id="demo", cmd=["sh", "-c", "tr a-z A-Z; exit 9"], stdin=True, stdout=True)
+        url = stubs.RuntimeServiceStub(channel).Exec(request, timeout=10).url
+    body = tmp_path / "stdin.frames"
+    payload = b"hello nghttp\n"
+    body.write_bytes(struct.pack(">BI", 0, len(payload)) + payload)
+    result = subprocess.run(
+        ["nghttp", "-v", "-d", str(body), "-H", "content-type: application/vnd.execstream.v1", url], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    # -v interleaves frame logs with the body on stdout; a native frame (header and payload) is
+    # sent in one DATA frame, so it shows up whole.
+    frame = struct.pack(">BI", 1, len(payload)) + payload.upper()
+    assert frame in result.stdout
+    assert b"execstream-exit-code: 9" in result.stdout

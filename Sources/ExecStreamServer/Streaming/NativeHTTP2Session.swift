@@ -111,11 +111,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         var header = ByteBuffer()
         header.reserveCapacity(NativeFrameEncoder.headerByteCount)
         NativeFrameEncoder.writeHeader(channel: channel.rawValue, payloadByteCount: byteCount, into: &header)
-        var result = self.stream.writeOnEventLoop(header)
-        for chunk in chunks where result != .closed {
-            result = self.stream.writeOnEventLoop(chunk)
-        }
-        switch result {
+        switch self.stream.writeOnEventLoop(contentsOf: [header] + chunks) {
         case .writable: return .writable
         case .aboveHighWatermark: return .aboveHighWatermark
         case .closed: return .closed

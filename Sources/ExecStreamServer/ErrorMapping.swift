@@ -39,8 +39,9 @@ struct HTTPErrorResponse: Hashable, Sendable {
     var retryAfterSeconds: Int?
 
     /// The kubelet streaming library's mapping: NotFound → 404 with Go's "404 page not found",
-    /// ResourceExhausted → 429 with `Retry-After`, anything else → its own status with the message.
-    init(_ error: ExecStreamError) {
+    /// ResourceExhausted → 429 with `Retry-After` (60 s unless said), anything else → its own
+    /// status with the message.
+    init(_ error: ExecStreamError, retryAfterSeconds: Int = 60) {
         switch error.code {
         case .notFound:
             self.status = 404
@@ -48,7 +49,7 @@ struct HTTPErrorResponse: Hashable, Sendable {
         case .resourceExhausted:
             self.status = 429
             self.body = error.message + "\n"
-            self.retryAfterSeconds = 60
+            self.retryAfterSeconds = retryAfterSeconds
         case .invalidArgument, .malformedInput:
             self.status = 400
             self.body = error.message + "\n"

@@ -75,7 +75,15 @@ public final class ExecStreamServer: Service, Sendable {
             supervisor: supervisor
         )
         let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
-        let streaming = StreamingEndpoint(requests: requests, containers: containers, registry: registry, supervisor: supervisor, policy: self.configuration.sessions, logger: self.logger)
+        let streaming = StreamingEndpoint(
+            requests: requests,
+            containers: containers,
+            registry: registry,
+            supervisor: supervisor,
+            policy: self.configuration.sessions,
+            sessions: SessionSlots(limit: self.configuration.sessions.maxConcurrentSessions),
+            logger: self.logger
+        )
         let router = StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
         // Channels nobody attends are collected here; a process writing to a closed pipe gets EPIPE.
         let ticker = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in registry.tick() }

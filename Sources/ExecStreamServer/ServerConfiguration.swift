@@ -66,10 +66,14 @@ public struct SessionPolicy: Hashable, Sendable {
     public var postExitDrain: TimeAmount
     /// Whether a vanished client kills its exec's process group. Attach never kills.
     public var killProcessGroupWhenClientVanishes: Bool
+    /// Exec and attach sessions open at once; one more is answered 429 with `Retry-After`, its
+    /// token left unspent so the client can retry.
+    public var maxConcurrentSessions: Int
 
-    /// 2 seconds of drain; a vanished client's exec is killed.
-    public init(postExitDrain: TimeAmount = .seconds(2), killProcessGroupWhenClientVanishes: Bool = true) {
+    /// 2 seconds of drain; a vanished client's exec is killed; 1,000 sessions at once.
+    public init(postExitDrain: TimeAmount = .seconds(2), killProcessGroupWhenClientVanishes: Bool = true, maxConcurrentSessions: Int = 1000) {
         self.postExitDrain = postExitDrain
         self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
+        self.maxConcurrentSessions = maxConcurrentSessions
     }
 }

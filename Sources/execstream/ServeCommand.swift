@@ -63,6 +63,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("post-exit-drain"), help: "Seconds an exec's output may stay open after it exited, held by a background child (default 2).")
     var postExitDrain: Double?
 
+    @Option(name: .customLong("max-sessions"), help: "Exec and attach sessions open at once; more get 429 (default 1000).")
+    var maxSessions: Int?
+
     @Flag(
         name: .customLong("keep-process-on-disconnect"),
         help: "Leave an exec running when its client vanishes (default: kill its process group)."
@@ -151,6 +154,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let seconds = self.postExitDrain { configuration.sessions.postExitDrain = try Self.timeAmount(seconds, "--post-exit-drain") }
         if self.keepProcessOnDisconnect { configuration.sessions.killProcessGroupWhenClientVanishes = false }
+        if let limit = self.maxSessions {
+            guard limit > 0 else { throw ServerError(code: .invalidConfiguration, message: "--max-sessions must be positive") }
+            configuration.sessions.maxConcurrentSessions = limit
+        }
         if let host = self.advertiseAddress { configuration.advertiseHost = host }
         configuration.enableBenchmarkRoutes = self.enableBenchmarkRoutes
         for id in self.containers where !configuration.containers.contains(where: { $0.id == id }) {

@@ -114,4 +114,37 @@ struct AttachEndToEndTests {
             #expect(error?.grpcStatus == 9)
         }
     }
+
+    @Test("past the session limit: 429 with Retry-After, and the token is still good afterwards")
+    func sessionLimit() async throws {
+        var configuration = Self.configuration
+        configuration.sessions.maxConcurrentSessions = 1
+        try await InProcessServer.with(configuration: configuration) { server in
+            let holder = try await self.attach(server, "demo")
+            try await holder.sendStdin(ByteBuffer(string: "echo holding\n"))
+            let url = try await server.client.exec(.with {
+                $0.containerID = "demo"
+                $0.cmd = ["echo", "after"]
+                $0.stdout = true
+            }).url
+            let refused = try await NativeStreamClient.open(url: url, on: server.client.connection)
+            let error = await #expect(throws: ClientError.self) { _ = try await refused.receive { _, _ in } }
+            #expect(error?.code == .streamRefused)
+            #expect(error?.message == "the streaming endpoint answered HTTP 429")
+            // Free the slot (the holder leaves once its marker is in), then the same token works.
+            _ = try await self.receive(until: "holding\n", from: holder)
+            var stdout = ""
+            for attempt in 0..<1_000 {
+                let retry = try await NativeStreamClient.open(url: url, on: server.client.connection)
+                do {
+                    _ = try await retry.receive { _, bytes in stdout += String(buffer: bytes) }
+                    break
+                } catch let error as ClientError where error.code == .streamRefused && attempt < 999 {
+                    // The holder's release runs on its event loop; it lands shortly.
+                    await Task.yield()
+                }
+            }
+            #expect(stdout == "after\n")
+        }
+    }
 }

@@ -11,7 +11,7 @@ import Yams
 /// criSocket: /run/execstream/execstream.sock   # "" for none
 /// advertiseAddress: 10.0.0.5
 /// execSyncMaxOutputBytes: 16777216
-/// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true}
+/// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true, maxConcurrentSessions: 1000}
 /// http2: {keepaliveIntervalSeconds: 60, keepaliveTimeoutSeconds: 20, idleTimeoutSeconds: 1800,
 ///         shutdownGraceSeconds: 30, maxConcurrentStreams: 1000, maxHeaderListSize: 65536}
 /// grpc: {maxMessageBytes: 16777216}
@@ -48,6 +48,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     public struct Sessions: Decodable, Hashable, Sendable {
         public var postExitDrainSeconds: Double?
         public var killProcessGroupOnDisconnect: Bool?
+        public var maxConcurrentSessions: Int?
     }
 
     /// `http2:`
@@ -132,6 +133,10 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
             if let kill = sessions.killProcessGroupOnDisconnect {
                 configuration.sessions.killProcessGroupWhenClientVanishes = kill
             }
+            if let limit = sessions.maxConcurrentSessions {
+                guard limit > 0 else { throw ServerError(code: .invalidConfiguration, message: "sessions.maxConcurrentSessions must be positive") }
+                configuration.sessions.maxConcurrentSessions = limit
+            }
         }
         if let http2 = self.http2 {
             if let seconds = http2.keepaliveIntervalSeconds {
@@ -195,7 +200,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     /// The keys each mapping may have, by path ("containers[]" for every list entry).
     private static let schema: [String: Set<String>] = [
         "": ["listen", "criSocket", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc", "containers"],
-        "sessions": ["postExitDrainSeconds", "killProcessGroupOnDisconnect"],
+        "sessions": ["postExitDrainSeconds", "killProcessGroupOnDisconnect", "maxConcurrentSessions"],
         "http2": [
             "keepaliveIntervalSeconds", "keepaliveTimeoutSeconds", "idleTimeoutSeconds", "shutdownGraceSeconds", "maxConcurrentStreams",
             "maxHeaderListSize",

@@ -85,11 +85,14 @@ final class ExecSession {
     private var drainTimer: Scheduled<Void>?
     /// False once the outputs are finished or abandoned: a late delivery must not follow them.
     private var acceptsOutput = true
+    /// Called once, when the session has let go of everything.
+    private let onRelease: () -> Void
 
     /// Channels of an exec linger only briefly: nobody can reattach to them.
     static let channelOptions = IOChannelOptions(lingerTTL: .seconds(5))
 
-    init(plan: ExecSessionPlan, registry: ChannelRegistry, client: any SessionClientStream, logger: Logger) {
+    init(plan: ExecSessionPlan, registry: ChannelRegistry, client: any SessionClientStream, logger: Logger, onRelease: @escaping () -> Void) {
+        self.onRelease = onRelease
         self.plan = plan
         self.registry = registry
         self.client = client
@@ -388,6 +391,7 @@ final class ExecSession {
             close(terminal)
         }
         self.client.close()
+        self.onRelease()
     }
 }
 

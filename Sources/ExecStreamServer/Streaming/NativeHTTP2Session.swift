@@ -29,12 +29,13 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         plan: ExecSessionPlan,
         initialTerminalSize: TerminalSize?,
         registry: ChannelRegistry,
-        logger: Logger
+        logger: Logger,
+        onRelease: @escaping () -> Void
     ) {
         stream.eventLoop.preconditionInEventLoop()
         let client = NativeHTTP2SessionClient(stream: stream)
         stream.sendResponseHead(status: 200, headers: ["content-type": Self.contentType])
-        let session = ExecSession(plan: plan, registry: registry, client: client, logger: logger)
+        let session = ExecSession(plan: plan, registry: registry, client: client, logger: logger, onRelease: onRelease)
         if let initialTerminalSize {
             session.terminalResized(initialTerminalSize)
         }

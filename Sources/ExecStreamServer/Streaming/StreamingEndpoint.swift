@@ -2,6 +2,7 @@ import ExecStreamCore
 import ExecStreamHTTP2
 import Logging
 import NIOCore
+import Synchronization
 
 /// Serves `/exec/{token}` and `/attach/{token}`: takes the token's cached CRI request (single use)
 /// and starts a session in the protocol the client speaks. Anything wrong with the token is
@@ -12,6 +13,7 @@ struct StreamingEndpoint: Sendable {
     let registry: ChannelRegistry
     let supervisor: ContainerSupervisor
     let policy: SessionPolicy
+    let sessions: SessionSlots
     let logger: Logger
 
     /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
@@ -32,12 +34,25 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, status: 415, body: "content-type must be \(NativeHTTP2SessionClient.contentType)\n")
             return
         }
-        let request: StreamingRequest
         let initialTerminalSize: TerminalSize?
         do {
             initialTerminalSize = try NativeHTTP2SessionClient.initialTerminalSize(in: head)
+        } catch {
+            StreamRouter.respond(stream, HTTPErrorResponse(error))
+            return
+        }
+        guard self.sessions.reserve() else {
+            // Before the token is spent: the client may retry with it.
+            let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
+            StreamRouter.respond(stream, HTTPErrorResponse(error, retryAfterSeconds: 1))
+            return
+        }
+        let sessions = self.sessions
+        let request: StreamingRequest
+        do {
             request = try self.requests.consume(StreamingToken(rawValue: token), kind: kind)
         } catch {
+            sessions.release()
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
@@ -54,10 +69,42 @@ struct StreamingEndpoint: Sendable {
                 throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
             }
         } catch {
+            sessions.release()
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
-        NativeHTTP2SessionClient.serve(stream, plan: plan, initialTerminalSize: initialTerminalSize, registry: self.registry, logger: self.logger)
+        NativeHTTP2SessionClient.serve(
+            stream,
+            plan: plan,
+            initialTerminalSize: initialTerminalSize,
+            registry: self.registry,
+            logger: self.logger,
+            onRelease: { sessions.release() }
+        )
+    }
+}
+
+/// Counts open sessions against `SessionPolicy.maxConcurrentSessions`.
+final class SessionSlots: Sendable {
+    let limit: Int
+    private let open = Mutex(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes a slot; false if all are taken.
+    func reserve() -> Bool {
+        self.open.withLock { open in
+            guard open < self.limit else { return false }
+            open += 1
+            return true
+        }
+    }
+
+    /// Gives a slot back.
+    func release() {
+        self.open.withLock { $0 -= 1 }
     }
 }
 

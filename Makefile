@@ -46,7 +46,14 @@ build: deps
 	$(SWIFT) build
 
 # The server with its embedded defaults: 127.0.0.1:10350 and /run/execstream/execstream.sock.
+# `execstream` is linked into /usr/local/bin (unless another one is there) so that the client
+# commands work from any terminal: execstream exec demo -- sh -c 'echo hi; exit 3'.
 run: build
+	@if [ -w /usr/local/bin ] && { [ ! -e /usr/local/bin/execstream ] || [ -L /usr/local/bin/execstream ]; }; then \
+		ln -sf "$(BIN_DIR)/execstream" /usr/local/bin/execstream; \
+	else \
+		echo "execstream is $(BIN_DIR)/execstream"; \
+	fi
 	"$(BIN_DIR)/execstream" serve
 
 swift-test: deps

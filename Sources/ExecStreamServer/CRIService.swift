@@ -207,6 +207,8 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
                 status.createdAt = record.createdAt
                 status.startedAt = record.createdAt
                 status.exitCode = record.exitCode ?? 0
+                status.finishedAt = record.finishedAt ?? 0
+                status.reason = record.isRunning ? "" : (record.exitCode == 0 ? "Completed" : "Error")
                 status.labels = record.spec.labels
             }
         }

@@ -88,6 +88,8 @@ public struct ContainerRecord: Hashable, Sendable {
     public var isRunning: Bool
     /// The main process's exit code, once it exited.
     public var exitCode: Int32?
+    /// Nanoseconds since the epoch when the main process exited.
+    public var finishedAt: Int64?
 }
 
 /// Every declared container, by id. Thread-safe.
@@ -102,7 +104,7 @@ public final class ContainerStore: Sendable {
             guard containers[spec.id] == nil else {
                 throw ExecStreamError(code: .alreadyExists, message: "container \"\(spec.id)\" already exists")
             }
-            containers[spec.id] = ContainerRecord(spec: spec, createdAt: now, isRunning: true, exitCode: nil)
+            containers[spec.id] = ContainerRecord(spec: spec, createdAt: now, isRunning: true, exitCode: nil, finishedAt: nil)
         }
     }
 
@@ -117,11 +119,12 @@ public final class ContainerStore: Sendable {
         return found
     }
 
-    /// Records that the main process of `id` exited: the container is no longer running.
-    public func markExited(_ id: String, exitCode: Int32) {
+    /// Records that the main process of `id` exited at `now`: the container is no longer running.
+    public func markExited(_ id: String, exitCode: Int32, now: Int64) {
         self.containers.withLock { containers in
             containers[id]?.isRunning = false
             containers[id]?.exitCode = exitCode
+            containers[id]?.finishedAt = now
         }
     }
 

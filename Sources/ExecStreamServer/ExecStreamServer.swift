@@ -122,6 +122,7 @@ public final class ExecStreamServer: Service, Sendable {
                         channel.close(promise: nil)
                     }
                     connections.quiesceAll()
+                    supervisor.terminateAll()
                     // The transport, not GRPCServer: a shutdown that arrives before serve() has
                     // started would make GRPCServer refuse to serve (serverIsStopped); a closed
                     // transport intake makes listen, and so serve, return once RPCs are done.

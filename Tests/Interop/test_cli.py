@@ -149,3 +149,19 @@ def test_a_bad_config_file_is_one_clear_line(execstream_bin, tmp_path):
     result = subprocess.run([execstream_bin, "serve", "--config", str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == f'execstream: {config}: unknown key "isolaton" in containers[]\n'
+
+
+def test_graceful_shutdown_ends_attach_sessions_with_the_main_process(execstream_bin, tmp_path):
+    from conftest import start_server, stop_server
+
+    running = start_server(execstream_bin, str(tmp_path / "s.sock"))
+    attach = subprocess.Popen(
+        [execstream_bin, "attach", "-i", "--server", f"127.0.0.1:{running.port}", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    attach.stdin.write(b"echo attached\n")
+    attach.stdin.flush()
+    assert attach.stdout.readline() == b"attached\n"
+    # SIGTERM: the main process is asked to stop, so the attach ends with it (status Success)
+    # instead of holding the drain open until the grace period.
+    assert stop_server(running, timeout=20) == 0
+    assert attach.wait(timeout=20) == 0

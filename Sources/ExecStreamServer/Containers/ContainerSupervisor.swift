@@ -1,5 +1,6 @@
 import ExecStreamCore
 import ExecStreamProcess
+import Foundation
 import Logging
 import NIOCore
 import Synchronization
@@ -138,7 +139,7 @@ final class ContainerSupervisor: Sendable {
     }
 
     private func exited(_ id: String, status: ProcessExitStatus) {
-        self.store.markExited(id, exitCode: Int32(status.remoteExitCode))
+        self.store.markExited(id, exitCode: Int32(status.remoteExitCode), now: Int64(Date().timeIntervalSince1970 * 1_000_000_000))
         let (observers, writer, terminal) = self.state.withLock { state -> ([ExitObserver], ProcessInputWriter?, Int32?) in
             state.entries[id]?.exitStatus = status
             let observers = state.entries[id].map { Array($0.observers.values) } ?? []
@@ -190,6 +191,17 @@ final class ContainerSupervisor: Sendable {
     /// Forgets an observer (its session ended first).
     func removeObserver(_ token: UInt64, of id: String) {
         self.state.withLock { _ = $0.entries[id]?.observers.removeValue(forKey: token) }
+    }
+
+    /// Asks every main process still running to stop (SIGTERM to its group): attach sessions end
+    /// with it instead of holding a graceful shutdown open. `stopAll` kills what is left.
+    func terminateAll() {
+        let running = self.state.withLock { state in
+            state.entries.values.filter { $0.exitStatus == nil }.map(\.process.pid)
+        }
+        for pid in running {
+            ProcessSpawner.signalGroup(of: pid, SIGTERM)
+        }
     }
 
     /// Kills every main process still running (the server is stopping) and waits until each

@@ -16,11 +16,14 @@ public final class HTTP1FallbackHandler: ChannelInboundHandler, RemovableChannel
         public var body: String
         /// The `Content-Type`.
         public var contentType: String
+        /// More headers (`Retry-After`, say).
+        public var headers: [(String, String)]
 
-        public init(status: HTTPResponseStatus, body: String, contentType: String = "text/plain; charset=utf-8") {
+        public init(status: HTTPResponseStatus, body: String, contentType: String = "text/plain; charset=utf-8", headers: [(String, String)] = []) {
             self.status = status
             self.body = body
             self.contentType = contentType
+            self.headers = headers
         }
     }
 
@@ -45,6 +48,9 @@ public final class HTTP1FallbackHandler: ChannelInboundHandler, RemovableChannel
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: response.contentType)
             headers.add(name: "Content-Length", value: String(response.body.utf8.count))
+            for (name, value) in response.headers {
+                headers.add(name: name, value: value)
+            }
             if !head.isKeepAlive || self.closeWhenIdle {
                 headers.add(name: "Connection", value: "close")
             }

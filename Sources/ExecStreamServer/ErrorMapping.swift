@@ -32,11 +32,18 @@ extension RPCError {
 }
 
 /// An error answer to a plain HTTP request, before any streaming began.
-struct HTTPErrorResponse: Hashable, Sendable {
+struct HTTPErrorResponse: Error, Hashable, Sendable {
     var status: Int
     var headers: [(String, String)] { self.retryAfterSeconds.map { [("retry-after", String($0))] } ?? [] }
     var body: String
     var retryAfterSeconds: Int?
+
+    /// A response of its own.
+    init(status: Int, body: String, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.body = body
+        self.retryAfterSeconds = retryAfterSeconds
+    }
 
     /// The kubelet streaming library's mapping: NotFound → 404 with Go's "404 page not found",
     /// ResourceExhausted → 429 with `Retry-After` (60 s unless said), anything else → its own

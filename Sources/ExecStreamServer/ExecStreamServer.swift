@@ -174,8 +174,7 @@ public final class ExecStreamServer: Service, Sendable {
                                 HTTP2ServerConnectionHandler(configuration: http2) { router.route($0) }
                             )
                         case .http1:
-                            try context.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                            try context.pipeline.syncOperations.addHandler(HTTP1FallbackHandler { router.respond(toHTTP1: $0) })
+                            try HTTP1Upgrades.configure(context.pipeline.syncOperations, channel: context.channel, router: router)
                         }
                     }
                     try channel.pipeline.syncOperations.addHandler(sniffer)

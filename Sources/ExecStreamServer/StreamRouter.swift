@@ -22,12 +22,9 @@ struct StreamRouter: Sendable {
             return
         }
         let path = head.pathWithoutQuery ?? ""
-        for kind in [StreamingRequestKind.exec, .attach] {
-            let prefix = "/\(kind.rawValue)/"
-            if path.hasPrefix(prefix), path.count > prefix.count, !path.dropFirst(prefix.count).contains("/") {
-                self.streaming.serve(stream, kind: kind, token: String(path.dropFirst(prefix.count)))
-                return
-            }
+        if let (kind, token) = Self.streamingRoute(path) {
+            self.streaming.serve(stream, kind: kind, token: token)
+            return
         }
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
@@ -40,8 +37,23 @@ struct StreamRouter: Sendable {
         }
     }
 
-    /// Answers an HTTP/1.1 request that no upgrade took.
-    func respond(toHTTP1 head: HTTPRequestHead) -> HTTP1FallbackHandler.Response {
+    /// `/exec/{token}` or `/attach/{token}`: the endpoint kind and the token.
+    static func streamingRoute(_ path: String) -> (StreamingRequestKind, String)? {
+        for kind in [StreamingRequestKind.exec, .attach] {
+            let prefix = "/\(kind.rawValue)/"
+            if path.hasPrefix(prefix), path.count > prefix.count, !path.dropFirst(prefix.count).contains("/") {
+                return (kind, String(path.dropFirst(prefix.count)))
+            }
+        }
+        return nil
+    }
+
+    /// Answers an HTTP/1.1 request that no upgrade took; `refusal` is what the upgrade check
+    /// decided about it, if it was a streaming request.
+    func respond(toHTTP1 head: HTTPRequestHead, refusal: HTTPErrorResponse?) -> HTTP1FallbackHandler.Response {
+        if let refusal {
+            return HTTP1FallbackHandler.Response(status: HTTPResponseStatus(statusCode: refusal.status), body: refusal.body, headers: refusal.headers)
+        }
         switch (head.method, head.uri.split(separator: "?").first.map(String.init)) {
         case (.GET, "/healthz"?):
             return HTTP1FallbackHandler.Response(status: .ok, body: "ok\n")

@@ -16,6 +16,7 @@ final class ClientInputProducer: IOChannelProducer {
         /// Stopped (the channel is closing) or finished by us (end of stream, detach).
         var done = false
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var resumeCallbacks: [@Sendable () -> Void] = []
     }
 
     private let id: IOChannelID
@@ -63,6 +64,24 @@ final class ClientInputProducer: IOChannelProducer {
         self.registry.producerDetached(self.id, by: generation)
     }
 
+    /// True while the channel is above its high watermark: read no more from the client.
+    var isPaused: Bool {
+        self.state.withLock { $0.paused && !$0.done }
+    }
+
+    /// Calls `callback` once the channel has room again (at once if it has, or if producing is
+    /// over), from whichever thread resumes it.
+    func whenResumed(_ callback: @escaping @Sendable () -> Void) {
+        let ready = self.state.withLock { state -> Bool in
+            guard state.paused && !state.done else { return true }
+            state.resumeCallbacks.append(callback)
+            return false
+        }
+        if ready {
+            callback()
+        }
+    }
+
     /// Returns once the channel has room again (at once if it has, or if producing is over).
     func waitUntilResumed() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -78,20 +97,24 @@ final class ClientInputProducer: IOChannelProducer {
     }
 
     func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64) {
-        let released = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            guard sequence > state.lastFlowSequence else { return [] }
+        let (released, callbacks) = self.state.withLock { state -> ([CheckedContinuation<Void, Never>], [@Sendable () -> Void]) in
+            guard sequence > state.lastFlowSequence else { return ([], []) }
             state.lastFlowSequence = sequence
             switch signal {
             case .pause:
                 state.paused = true
-                return []
+                return ([], [])
             case .resume:
                 state.paused = false
-                defer { state.waiters = [] }
-                return state.waiters
+                defer {
+                    state.waiters = []
+                    state.resumeCallbacks = []
+                }
+                return (state.waiters, state.resumeCallbacks)
             }
         }
         released.forEach { $0.resume() }
+        callbacks.forEach { $0() }
     }
 
     func stop() {
@@ -99,13 +122,18 @@ final class ClientInputProducer: IOChannelProducer {
     }
 
     private func finish() -> ProducerGeneration? {
-        let (generation, released) = self.state.withLock { state -> (ProducerGeneration?, [CheckedContinuation<Void, Never>]) in
-            guard !state.done else { return (nil, []) }
+        let (generation, released, callbacks) = self.state.withLock {
+            state -> (ProducerGeneration?, [CheckedContinuation<Void, Never>], [@Sendable () -> Void]) in
+            guard !state.done else { return (nil, [], []) }
             state.done = true
-            defer { state.waiters = [] }
-            return (state.generation, state.waiters)
+            defer {
+                state.waiters = []
+                state.resumeCallbacks = []
+            }
+            return (state.generation, state.waiters, state.resumeCallbacks)
         }
         released.forEach { $0.resume() }
+        callbacks.forEach { $0() }
         return generation
     }
 }

@@ -19,9 +19,8 @@ struct StreamingEndpoint: Sendable {
     /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
     func serve(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let head = stream.head
-        // The token first, without spending it: an unknown one is 404 whatever else is wrong.
-        guard self.requests.isRedeemable(StreamingToken(rawValue: token), kind: kind) else {
-            StreamRouter.respond(stream, HTTPErrorResponse(ExecStreamError(code: .notFound, message: "unknown or expired \(kind.rawValue) token")))
+        if let error = self.checkToken(kind: kind, token: token) {
+            StreamRouter.respond(stream, error)
             return
         }
         guard head.method == "POST" else {
@@ -41,47 +40,83 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
-        guard self.sessions.reserve() else {
-            // Before the token is spent: the client may retry with it.
-            let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
-            StreamRouter.respond(stream, HTTPErrorResponse(error, retryAfterSeconds: 1))
-            return
-        }
-        let sessions = self.sessions
-        let request: StreamingRequest
-        do {
-            request = try self.requests.consume(StreamingToken(rawValue: token), kind: kind)
-        } catch {
-            sessions.release()
-            StreamRouter.respond(stream, HTTPErrorResponse(error))
-            return
-        }
-        let plan: ExecSessionPlan
-        do throws(ExecStreamError) {
-            switch request {
-            case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
-                let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(container: container.spec, target: .exec(command: command), tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy, supervisor: self.supervisor)
-            case .attach(let containerID, let tty, let stdin, let stdout, let stderr):
-                let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(container: container.spec, target: .attach, tty: tty, stdin: stdin, stdout: stdout, stderr: stderr, policy: self.policy, supervisor: self.supervisor)
-            case .portForward:
-                throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
-            }
-        } catch {
-            sessions.release()
-            StreamRouter.respond(stream, HTTPErrorResponse(error))
+        let prepared: PreparedSession
+        switch self.prepare(kind: kind, token: token) {
+        case .success(let session):
+            prepared = session
+        case .failure(let error):
+            StreamRouter.respond(stream, error)
             return
         }
         NativeHTTP2SessionClient.serve(
             stream,
-            plan: plan,
+            plan: prepared.plan,
             initialTerminalSize: initialTerminalSize,
             registry: self.registry,
             logger: self.logger,
-            onRelease: { sessions.release() }
+            onRelease: prepared.release
         )
     }
+
+    /// The first check of every protocol: an unknown, expired, spent or wrong-kind token is 404
+    /// whatever else is wrong. The token is not spent.
+    func checkToken(kind: StreamingRequestKind, token: String) -> HTTPErrorResponse? {
+        guard self.requests.isRedeemable(StreamingToken(rawValue: token), kind: kind) else {
+            return HTTPErrorResponse(ExecStreamError(code: .notFound, message: "unknown or expired \(kind.rawValue) token"))
+        }
+        return nil
+    }
+
+    /// The last checks, once the protocol's own passed: a session slot (429, token unspent), then
+    /// the token is spent and its request resolved against the container.
+    func prepare(kind: StreamingRequestKind, token: String) -> Result<PreparedSession, HTTPErrorResponse> {
+        guard self.sessions.reserve() else {
+            let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
+            return .failure(HTTPErrorResponse(error, retryAfterSeconds: 1))
+        }
+        let sessions = self.sessions
+        do throws(ExecStreamError) {
+            let plan: ExecSessionPlan
+            switch try self.requests.consume(StreamingToken(rawValue: token), kind: kind) {
+            case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
+                let container = try self.containers.container(containerID)
+                plan = ExecSessionPlan(
+                    container: container.spec,
+                    target: .exec(command: command),
+                    tty: tty,
+                    stdin: stdin,
+                    stdout: stdout,
+                    stderr: stderr,
+                    policy: self.policy,
+                    supervisor: self.supervisor
+                )
+            case .attach(let containerID, let tty, let stdin, let stdout, let stderr):
+                let container = try self.containers.container(containerID)
+                plan = ExecSessionPlan(
+                    container: container.spec,
+                    target: .attach,
+                    tty: tty,
+                    stdin: stdin,
+                    stdout: stdout,
+                    stderr: stderr,
+                    policy: self.policy,
+                    supervisor: self.supervisor
+                )
+            case .portForward:
+                throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
+            }
+            return .success(PreparedSession(plan: plan, release: { sessions.release() }))
+        } catch {
+            sessions.release()
+            return .failure(HTTPErrorResponse(error))
+        }
+    }
+}
+
+/// A session ready to start: its plan, and the release of its slot (call it exactly once).
+struct PreparedSession: Sendable {
+    let plan: ExecSessionPlan
+    let release: @Sendable () -> Void
 }
 
 /// Counts open sessions against `SessionPolicy.maxConcurrentSessions`.

@@ -1,0 +1,115 @@
+import ExecStreamCore
+import ExecStreamHTTP1
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+
+/// The HTTP/1.1 side of a connection: WebSocket upgrades on the streaming routes, and plain
+/// answers (health, 404, and every refused upgrade) from the fallback handler.
+///
+/// The upgrade check runs the same checks as the HTTP/2 endpoint, in the same order: the token
+/// (404), an upgrade at all (400), the subprotocol (403), then a session slot (429, token
+/// unspent); only then is the token spent. A refusal is remembered for the connection's fallback
+/// handler, which sends it as the request's answer.
+enum HTTP1Upgrades {
+    /// What the upgrade check decided about the request in progress (on the connection's loop).
+    final class Decision {
+        var accepted: (PreparedSession, KubernetesChannelProtocol)?
+        var refusal: HTTPErrorResponse?
+    }
+
+    /// Sets up the HTTP/1.1 pipeline of one connection.
+    static func configure(
+        _ pipeline: ChannelPipeline.SynchronousOperations,
+        channel: any Channel,
+        router: StreamRouter
+    ) throws {
+        let decision = NIOLoopBound(Decision(), eventLoop: channel.eventLoop)
+        let fallback = NIOLoopBound(
+            HTTP1FallbackHandler { head in
+                defer { decision.value.refusal = nil }
+                return router.respond(toHTTP1: head, refusal: Self.refusal(for: head, router: router, decided: decision.value.refusal))
+            },
+            eventLoop: channel.eventLoop
+        )
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: 16 << 20,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeSucceededFuture(Self.shouldUpgrade(head, router: router, decision: decision.value))
+            },
+            upgradePipelineHandler: { channel, _ in
+                guard let (prepared, channelProtocol) = decision.value.accepted else {
+                    return channel.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "an upgrade without a prepared session"))
+                }
+                decision.value.accepted = nil
+                // The fallback speaks HTTP: it goes before the first frame can reach it.
+                return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(
+                        NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
+                    )
+                    try operations.addHandler(
+                        WebSocketSessionHandler(
+                            channelProtocol: channelProtocol,
+                            prepared: prepared,
+                            registry: router.streaming.registry,
+                            logger: router.streaming.logger
+                        )
+                    )
+                }
+            }
+        )
+        try pipeline.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }), withErrorHandling: true)
+        try pipeline.addHandler(fallback.value)
+        // A session prepared for an upgrade that never completed gives its slot back.
+        channel.closeFuture.whenComplete { _ in
+            if let (prepared, _) = decision.value.accepted {
+                decision.value.accepted = nil
+                prepared.release()
+            }
+        }
+    }
+
+    private static func shouldUpgrade(_ head: HTTPRequestHead, router: StreamRouter, decision: Decision) -> HTTPHeaders? {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
+        if let error = router.streaming.checkToken(kind: kind, token: token) {
+            decision.refusal = error
+            return nil
+        }
+        guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: head.headers["Sec-WebSocket-Protocol"]) else {
+            decision.refusal = Self.forbiddenSubprotocol
+            return nil
+        }
+        switch router.streaming.prepare(kind: kind, token: token) {
+        case .failure(let error):
+            decision.refusal = error
+            return nil
+        case .success(let prepared):
+            decision.accepted = (prepared, channelProtocol)
+            var headers = HTTPHeaders()
+            if channelProtocol != .unnamed {
+                headers.add(name: "Sec-WebSocket-Protocol", value: channelProtocol.rawValue)
+            }
+            return headers
+        }
+    }
+
+    private static let forbiddenSubprotocol = HTTPErrorResponse(
+        status: 403,
+        body: "none of the offered subprotocols is served: \(KubernetesChannelProtocol.allCases.map(\.rawValue).filter { !$0.isEmpty }.joined(separator: ", "))\n"
+    )
+
+    /// The answer to a streaming request that was not upgraded: what the check decided, or for a
+    /// request that asked for no upgrade at all, 404 for a bad token and 400 otherwise.
+    private static func refusal(for head: HTTPRequestHead, router: StreamRouter, decided: HTTPErrorResponse?) -> HTTPErrorResponse? {
+        if let decided { return decided }
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
+        if let error = router.streaming.checkToken(kind: kind, token: token) {
+            return error
+        }
+        return HTTPErrorResponse(status: 400, body: "a streaming URL needs an upgrade: WebSocket (or SPDY/3.1), or HTTP/2\n")
+    }
+}

@@ -1,0 +1,209 @@
+import ExecStreamCore
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// A Kubernetes channel-protocol session over one WebSocket connection (PROTOCOLS.md §3c, §3d):
+/// every subprotocol from `""` to `v5.channel.k8s.io`, binary or base64 framing.
+///
+/// Output is one message per delivery; while the connection is not writable the delivery is not
+/// acknowledged, so the process is paused at the registry's watermark. Stdin pauses reading from
+/// the socket (autoRead) while its channel is full. The ending is status on channel 3, then a
+/// close frame with code 1000.
+final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let channelProtocol: KubernetesChannelProtocol
+    private let prepared: PreparedSession
+    private let registry: ChannelRegistry
+    private let logger: Logger
+    private var context: ChannelHandlerContext?
+    private var session: ExecSession?
+    private var stdin: ClientInputProducer?
+    private var resizes = TerminalSizeDecoder()
+    private var writableCallbacks: [() -> Void] = []
+    /// The status and the close frame have been sent.
+    private var ended = false
+    private var vanished = false
+
+    init(channelProtocol: KubernetesChannelProtocol, prepared: PreparedSession, registry: ChannelRegistry, logger: Logger) {
+        self.channelProtocol = channelProtocol
+        self.prepared = prepared
+        self.registry = registry
+        self.logger = logger
+    }
+
+    var eventLoop: any EventLoop { self.context!.eventLoop }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let plan = self.prepared.plan
+        // The first message: empty, on the lowest output channel the client asked for.
+        let first: RemoteCommandChannel = plan.stdout ? .stdout : (plan.stderr && !plan.tty ? .stderr : .error)
+        self.send(ByteBuffer(), on: first, context: context)
+        let session = ExecSession(plan: plan, registry: self.registry, client: self, logger: self.logger, onRelease: self.prepared.release)
+        self.session = session
+        self.stdin = session.start()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.clientGone()
+        let callbacks = self.writableCallbacks
+        self.writableCallbacks = []
+        callbacks.forEach { $0() }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            let callbacks = self.writableCallbacks
+            self.writableCallbacks = []
+            callbacks.forEach { $0() }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.debug("websocket session error", metadata: ["error": "\(error)"])
+        self.clientGone()
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.opcode {
+        case .binary, .text:
+            self.receive(frame.unmaskedData, context: context)
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(self.wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            // The client is leaving: answer its close, then let go (an exec's group is killed
+            // unless the session already ended).
+            if !self.ended {
+                self.ended = true
+                var code = ByteBuffer()
+                code.write(webSocketErrorCode: .normalClosure)
+                context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)))
+                    .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            }
+            self.clientGone()
+        case .pong, .continuation:
+            break
+        default:
+            break
+        }
+    }
+
+    private func receive(_ message: ByteBuffer, context: ChannelHandlerContext) {
+        let decoded: ChannelMessage
+        do {
+            decoded = try ChannelMessageCodec.decode(message, protocol: self.channelProtocol)
+        } catch {
+            self.protocolError(error.message, context: context)
+            return
+        }
+        switch decoded {
+        case .data(.stdin, let payload):
+            guard let stdin = self.stdin, payload.readableBytes > 0 else { return }
+            stdin.produce(payload)
+            if stdin.isPaused {
+                // The process is behind: stop reading the socket until its stdin has room.
+                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+                let channel = context.channel
+                stdin.whenResumed {
+                    channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
+                }
+            }
+        case .data(.resize, let payload):
+            do {
+                for size in try self.resizes.feed(payload.readableBytesView) {
+                    self.session?.terminalResized(size)
+                }
+            } catch {
+                self.protocolError(error.message, context: context)
+            }
+        case .close(.stdin):
+            self.stdin?.close()
+        case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize):
+            // Channels that are not the client's to write are dropped, as upstream does.
+            break
+        }
+    }
+
+    private func protocolError(_ message: String, context: ChannelHandlerContext) {
+        self.logger.debug("websocket protocol error", metadata: ["error": "\(message)"])
+        guard !self.ended else { return }
+        self.ended = true
+        var data = ByteBuffer()
+        data.write(webSocketErrorCode: .protocolError)
+        data.writeString(String(message.prefix(120)))
+        context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        self.clientGone()
+    }
+
+    private func clientGone() {
+        guard !self.vanished else { return }
+        self.vanished = true
+        // The session decides what the client's stdin becomes (exec: detached; attach: closed
+        // only with stdin_once).
+        self.session?.clientVanished()
+    }
+
+    private func send(_ payload: ByteBuffer, on channel: RemoteCommandChannel, context: ChannelHandlerContext) {
+        let (kind, message) = ChannelMessageCodec.encode(payload, on: channel, protocol: self.channelProtocol, allocator: context.channel.allocator)
+        let frame = WebSocketFrame(fin: true, opcode: kind == .text ? .text : .binary, data: message)
+        context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
+    }
+
+    // MARK: SessionClientStream
+
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult {
+        guard let context = self.context, context.channel.isActive, !self.ended else { return .closed }
+        var payload: ByteBuffer
+        if chunks.count == 1 {
+            payload = chunks[0]
+        } else {
+            payload = context.channel.allocator.buffer(capacity: byteCount)
+            for chunk in chunks {
+                payload.writeImmutableBuffer(chunk)
+            }
+        }
+        self.send(payload, on: stream == .stderr ? .stderr : .stdout, context: context)
+        return context.channel.isWritable ? .writable : .aboveHighWatermark
+    }
+
+    func whenWritable(_ callback: @escaping () -> Void) {
+        guard let context = self.context, context.channel.isActive, !context.channel.isWritable else {
+            callback()
+            return
+        }
+        self.writableCallbacks.append(callback)
+    }
+
+    func finishOutputs(_ streams: Set<StandardStream>) {
+        // A WebSocket has no per-channel end: the status, then the close frame, end everything.
+    }
+
+    func writeStatus(_ outcome: RemoteCommandOutcome) {
+        guard let context = self.context, !self.ended else { return }
+        self.ended = true
+        if self.channelProtocol.usesStatusJSON {
+            self.send(ByteBuffer(bytes: RemoteCommandStatus.json(for: outcome)), on: .error, context: context)
+        } else if outcome != .exited(code: 0) {
+            self.send(ByteBuffer(bytes: RemoteCommandStatus.plainText(for: outcome)), on: .error, context: context)
+        }
+        var code = ByteBuffer()
+        code.write(webSocketErrorCode: .normalClosure)
+        context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)))
+            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+    }
+
+    func close() {
+        guard let context = self.context, !self.ended else { return }
+        self.ended = true
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,202 @@
+"""Remote command over WebSocket (HTTP/1.1 upgrade), driven by the Python `kubernetes` package's
+stream client and by `websocket-client` for byte-level checks of every subprotocol."""
+import base64
+import json
+import socket
+
+import grpc
+import pytest
+import websocket
+from kubernetes.client import Configuration
+from kubernetes.stream.ws_client import WSClient
+
+SUBPROTOCOLS = [None, "channel.k8s.io", "base64.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io", "v5.channel.k8s.io"]
+
+
+@pytest.fixture
+def runtime(server, cri):
+    api, stubs = cri
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield api, stubs.RuntimeServiceStub(channel)
+
+
+def exec_url(runtime, cmd, *, stdin=False, stdout=True, stderr=True, tty=False) -> str:
+    api, service = runtime
+    request = api.ExecRequest(container_id="demo", cmd=cmd, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
+    return service.Exec(request, timeout=10).url.replace("http://", "ws://")
+
+
+def receive_all(ws) -> list:
+    """Every message until the close frame: (opcode, payload) pairs, the close frame last."""
+    messages = []
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        messages.append((opcode, data))
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return messages
+
+
+def encode(protocol, channel: int, payload: bytes):
+    if protocol and "base64" in protocol:
+        return websocket.ABNF.OPCODE_TEXT, (str(channel) + base64.b64encode(payload).decode()).encode()
+    return websocket.ABNF.OPCODE_BINARY, bytes([channel]) + payload
+
+
+def decode(protocol, opcode, data: bytes) -> tuple[int, bytes]:
+    if protocol and "base64" in protocol:
+        assert opcode == websocket.ABNF.OPCODE_TEXT
+        return int(chr(data[0])), base64.b64decode(data[1:])
+    assert opcode == websocket.ABNF.OPCODE_BINARY
+    return data[0], data[1:]
+
+
+@pytest.mark.parametrize("protocol", SUBPROTOCOLS)
+def test_every_subprotocol_byte_for_byte(runtime, protocol):
+    # head -c 6 ends without stdin EOF: v1-v4 cannot close stdin over WebSocket.
+    url = exec_url(runtime, ["sh", "-c", "head -c 6; echo err >&2; exit 3"], stdin=True)
+    ws = websocket.create_connection(url, subprotocols=[protocol] if protocol else None, timeout=30)
+    assert ws.getsubprotocol() == protocol
+    ws.send(*reversed(encode(protocol, 0, b"hello\n")))
+    messages = [decode(protocol, op, data) for op, data in receive_all(ws)[:-1]]
+    ws.close()
+    # First an empty message on stdout, then the output, then the status.
+    assert messages[0] == (1, b"")
+    assert b"".join(p for c, p in messages if c == 1) == b"hello\n"
+    assert b"".join(p for c, p in messages if c == 2) == b"err\n"
+    status = [p for c, p in messages if c == 3]
+    assert len(status) == 1 and messages[-1][0] == 3
+    if protocol in ("v4.channel.k8s.io", "v4.base64.channel.k8s.io", "v5.channel.k8s.io"):
+        assert json.loads(status[0])["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+    else:
+        assert status[0] == b"command terminated with non-zero exit code: exit status 3"
+
+
+@pytest.mark.parametrize("protocol", SUBPROTOCOLS)
+def test_success_and_the_close_code(runtime, protocol):
+    ws = websocket.create_connection(exec_url(runtime, ["true"]), subprotocols=[protocol] if protocol else None, timeout=30)
+    messages = receive_all(ws)
+    ws.close()
+    close_code = int.from_bytes(messages[-1][1][:2], "big")
+    assert close_code == 1000
+    statuses = [decode(protocol, op, data)[1] for op, data in messages[:-1] if decode(protocol, op, data)[0] == 3]
+    if protocol in ("v4.channel.k8s.io", "v4.base64.channel.k8s.io", "v5.channel.k8s.io"):
+        assert statuses == [b'{"metadata":{},"status":"Success"}']
+    else:
+        assert statuses == []  # v1-style protocols write the error channel only on failure
+
+
+def test_v5_close_ends_stdin(runtime):
+    ws = websocket.create_connection(exec_url(runtime, ["wc", "-c"], stdin=True), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    ws.send_binary(b"\x00" + b"x" * 1000)
+    ws.send_binary(b"\xff\x00")
+    messages = receive_all(ws)
+    ws.close()
+    assert b"".join(data[1:] for _, data in messages if data[:1] == b"\x01").strip() == b"1000"
+
+
+def test_text_frames_are_accepted_in_binary_protocols(runtime):
+    ws = websocket.create_connection(exec_url(runtime, ["head", "-c", "3"], stdin=True), subprotocols=["v4.channel.k8s.io"], timeout=30)
+    ws.send("\x00abc")  # what the Python client sends for str data: a text frame
+    messages = receive_all(ws)
+    ws.close()
+    assert b"".join(data[1:] for _, data in messages if data[:1] == b"\x01") == b"abc"
+
+
+def test_pings_are_answered(runtime):
+    ws = websocket.create_connection(exec_url(runtime, ["sh", "-c", "read x"], stdin=True), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    ws.ping(b"are-you-there")
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_PONG:
+            assert data == b"are-you-there"
+            break
+    ws.send_binary(b"\x00\n")
+    receive_all(ws)
+    ws.close()
+
+
+def test_a_malformed_v5_close_tears_the_connection_down(runtime):
+    ws = websocket.create_connection(exec_url(runtime, ["cat"], stdin=True), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    ws.send_binary(b"\xff\x00\x00")
+    messages = receive_all(ws)
+    ws.close()
+    assert int.from_bytes(messages[-1][1][:2], "big") == 1002
+
+
+def http1_status(url: str, headers: dict) -> tuple[int, bytes]:
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    path = "/" + url.split("/", 3)[3]
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=10) as sock:
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host_port}"] + [f"{k}: {v}" for k, v in headers.items()] + ["Connection: close", "", ""]
+        sock.sendall("\r\n".join(lines).encode())
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+
+
+def test_no_matching_subprotocol_is_403_and_keeps_the_token(runtime):
+    url = exec_url(runtime, ["echo", "kept"])
+    status, _ = http1_status(url, {**UPGRADE, "Sec-WebSocket-Protocol": "v6.channel.k8s.io, nonsense"})
+    assert status == 403
+    ws = websocket.create_connection(url, subprotocols=["v5.channel.k8s.io"], timeout=30)
+    assert b"".join(data[1:] for _, data in receive_all(ws) if data[:1] == b"\x01") == b"kept\n"
+    ws.close()
+
+
+def test_a_streaming_url_without_an_upgrade_is_400_and_a_bad_token_404(runtime, server):
+    status, _ = http1_status(exec_url(runtime, ["true"]), {})
+    assert status == 400
+    status, body = http1_status(f"ws://127.0.0.1:{server.port}/exec/nope", UPGRADE)
+    assert (status, body) == (404, b"404 page not found\n")
+
+
+def test_the_client_order_wins(runtime):
+    ws = websocket.create_connection(exec_url(runtime, ["true"]), subprotocols=["v4.channel.k8s.io", "v5.channel.k8s.io"], timeout=30)
+    assert ws.getsubprotocol() == "v4.channel.k8s.io"
+    receive_all(ws)
+    ws.close()
+
+
+# --- the kubernetes package's own stream client ---
+
+
+def kubernetes_client(url: str, protocol: str) -> WSClient:
+    return WSClient(Configuration(), url, {"sec-websocket-protocol": protocol}, capture_all=True, binary=True)
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
+def test_kubernetes_client_exec_with_stdin_stdout_stderr_and_exit_code(runtime, protocol):
+    client = kubernetes_client(exec_url(runtime, ["sh", "-c", "read line; echo out-$line; echo err-$line >&2; exit 7"], stdin=True), protocol)
+    client.write_stdin(b"42\n")
+    client.run_forever(timeout=30)
+    assert client.read_stdout() == b"out-42\n"
+    assert client.read_stderr() == b"err-42\n"
+    assert client.returncode == 7
+
+
+def test_kubernetes_client_resize_reaches_the_terminal(runtime):
+    url = exec_url(runtime, ["sh", "-c", "read x; stty size"], stdin=True, stderr=False, tty=True)
+    client = kubernetes_client(url, "v5.channel.k8s.io")
+    client.write_channel(4, json.dumps({"Width": 101, "Height": 33}))
+    client.write_stdin(b"go\n")
+    client.run_forever(timeout=30)
+    assert client.read_stdout().endswith(b"33 101\r\n")
+    assert client.returncode == 0
+
+
+def test_attach_over_websocket(runtime):
+    api, service = runtime
+    url = service.Attach(api.AttachRequest(container_id="demo", stdin=True, stdout=True, stderr=True), timeout=10).url
+    client = kubernetes_client(url.replace("http://", "ws://"), "v5.channel.k8s.io")
+    client.write_stdin(b"echo ws-attach-$((40+2))\n")
+    output = b""
+    while b"ws-attach-42\n" not in output:
+        client.update(timeout=10)
+        output += client.read_stdout(timeout=0) or b""
+    client.close()

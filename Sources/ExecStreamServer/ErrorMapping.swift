@@ -38,6 +38,13 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
     var body: String
     var retryAfterSeconds: Int?
 
+    /// No offered WebSocket subprotocol is one we serve (x/net/websocket's 403).
+    static let forbiddenSubprotocol = HTTPErrorResponse(
+        status: 403,
+        body: "none of the offered subprotocols is served: "
+            + KubernetesChannelProtocol.allCases.map(\.rawValue).filter { !$0.isEmpty }.joined(separator: ", ") + "\n"
+    )
+
     /// A response of its own.
     init(status: Int, body: String, retryAfterSeconds: Int? = nil) {
         self.status = status

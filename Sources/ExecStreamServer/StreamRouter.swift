@@ -23,7 +23,11 @@ struct StreamRouter: Sendable {
         }
         let path = head.pathWithoutQuery ?? ""
         if let (kind, token) = Self.streamingRoute(path) {
-            self.streaming.serve(stream, kind: kind, token: token)
+            if head.method == "CONNECT" {
+                self.streaming.serveWebSocket(stream, kind: kind, token: token)
+            } else {
+                self.streaming.serve(stream, kind: kind, token: token)
+            }
             return
         }
         switch (head.method, path) {

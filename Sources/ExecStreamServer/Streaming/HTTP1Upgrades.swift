@@ -79,7 +79,7 @@ enum HTTP1Upgrades {
             return nil
         }
         guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: head.headers["Sec-WebSocket-Protocol"]) else {
-            decision.refusal = Self.forbiddenSubprotocol
+            decision.refusal = HTTPErrorResponse.forbiddenSubprotocol
             return nil
         }
         switch router.streaming.prepare(kind: kind, token: token) {
@@ -95,11 +95,6 @@ enum HTTP1Upgrades {
             return headers
         }
     }
-
-    private static let forbiddenSubprotocol = HTTPErrorResponse(
-        status: 403,
-        body: "none of the offered subprotocols is served: \(KubernetesChannelProtocol.allCases.map(\.rawValue).filter { !$0.isEmpty }.joined(separator: ", "))\n"
-    )
 
     /// The answer to a streaming request that was not upgraded: what the check decided, or for a
     /// request that asked for no upgrade at all, 404 for a bad token and 400 otherwise.

@@ -58,6 +58,30 @@ struct StreamingEndpoint: Sendable {
         )
     }
 
+    /// Serves WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for `kind` with `token`; on the
+    /// stream's event loop. The checks are the HTTP/1.1 upgrade's: token (404), `:protocol
+    /// websocket` (400), subprotocol (403), session slot (429); then the token is spent.
+    func serveWebSocket(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
+        if let error = self.checkToken(kind: kind, token: token) {
+            StreamRouter.respond(stream, error)
+            return
+        }
+        guard stream.head.extendedConnectProtocol == "websocket" else {
+            StreamRouter.respond(stream, status: 400, body: "CONNECT on a streaming URL needs :protocol websocket (RFC 8441)\n")
+            return
+        }
+        guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: stream.head.headers[all: "sec-websocket-protocol"]) else {
+            StreamRouter.respond(stream, HTTPErrorResponse.forbiddenSubprotocol)
+            return
+        }
+        switch self.prepare(kind: kind, token: token) {
+        case .success(let prepared):
+            WebSocketHTTP2SessionClient.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
+        case .failure(let error):
+            StreamRouter.respond(stream, error)
+        }
+    }
+
     /// The first check of every protocol: an unknown, expired, spent or wrong-kind token is 404
     /// whatever else is wrong. The token is not spent.
     func checkToken(kind: StreamingRequestKind, token: String) -> HTTPErrorResponse? {

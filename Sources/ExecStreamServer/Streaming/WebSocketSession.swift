@@ -15,13 +15,13 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     typealias OutboundOut = WebSocketFrame
 
     private let channelProtocol: KubernetesChannelProtocol
+    private var protocolSession: KubernetesChannelProtocolSession
     private let prepared: PreparedSession
     private let registry: ChannelRegistry
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var session: ExecSession?
     private var stdin: ClientInputProducer?
-    private var resizes = TerminalSizeDecoder()
     private var writableCallbacks: [() -> Void] = []
     /// The status and the close frame have been sent.
     private var ended = false
@@ -29,6 +29,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
 
     init(channelProtocol: KubernetesChannelProtocol, prepared: PreparedSession, registry: ChannelRegistry, logger: Logger) {
         self.channelProtocol = channelProtocol
+        self.protocolSession = KubernetesChannelProtocolSession(channelProtocol: channelProtocol)
         self.prepared = prepared
         self.registry = registry
         self.logger = logger
@@ -39,9 +40,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let plan = self.prepared.plan
-        // The first message: empty, on the lowest output channel the client asked for.
-        let first: RemoteCommandChannel = plan.stdout ? .stdout : (plan.stderr && !plan.tty ? .stderr : .error)
-        self.send(ByteBuffer(), on: first, context: context)
+        self.send(ByteBuffer(), on: KubernetesChannelProtocolSession.firstChannel(of: plan), context: context)
         let session = ExecSession(plan: plan, registry: self.registry, client: self, logger: self.logger, onRelease: self.prepared.release)
         self.session = session
         self.stdin = session.start()
@@ -97,38 +96,17 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     }
 
     private func receive(_ message: ByteBuffer, context: ChannelHandlerContext) {
-        let decoded: ChannelMessage
+        guard let session = self.session else { return }
         do {
-            decoded = try ChannelMessageCodec.decode(message, protocol: self.channelProtocol)
+            guard try self.protocolSession.receive(message, stdin: self.stdin, session: session), let stdin = self.stdin else { return }
+            // The process is behind: stop reading the socket until its stdin has room.
+            try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+            let channel = context.channel
+            stdin.whenResumed {
+                channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
+            }
         } catch {
             self.protocolError(error.message, context: context)
-            return
-        }
-        switch decoded {
-        case .data(.stdin, let payload):
-            guard let stdin = self.stdin, payload.readableBytes > 0 else { return }
-            stdin.produce(payload)
-            if stdin.isPaused {
-                // The process is behind: stop reading the socket until its stdin has room.
-                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-                let channel = context.channel
-                stdin.whenResumed {
-                    channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
-                }
-            }
-        case .data(.resize, let payload):
-            do {
-                for size in try self.resizes.feed(payload.readableBytesView) {
-                    self.session?.terminalResized(size)
-                }
-            } catch {
-                self.protocolError(error.message, context: context)
-            }
-        case .close(.stdin):
-            self.stdin?.close()
-        case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize):
-            // Channels that are not the client's to write are dropped, as upstream does.
-            break
         }
     }
 
@@ -190,10 +168,8 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     func writeStatus(_ outcome: RemoteCommandOutcome) {
         guard let context = self.context, !self.ended else { return }
         self.ended = true
-        if self.channelProtocol.usesStatusJSON {
-            self.send(ByteBuffer(bytes: RemoteCommandStatus.json(for: outcome)), on: .error, context: context)
-        } else if outcome != .exited(code: 0) {
-            self.send(ByteBuffer(bytes: RemoteCommandStatus.plainText(for: outcome)), on: .error, context: context)
+        if let status = self.protocolSession.statusPayload(for: outcome) {
+            self.send(status, on: .error, context: context)
         }
         var code = ByteBuffer()
         code.write(webSocketErrorCode: .normalClosure)

@@ -1,0 +1,53 @@
+import ExecStreamCore
+import NIOCore
+
+/// The parts of a Kubernetes channel-protocol session (PROTOCOLS.md §3c, §3d) that do not depend
+/// on what carries the WebSocket: HTTP/1.1 (NIOWebSocket) or an HTTP/2 stream (RFC 8441).
+struct KubernetesChannelProtocolSession {
+    let channelProtocol: KubernetesChannelProtocol
+    private var resizes = TerminalSizeDecoder()
+
+    init(channelProtocol: KubernetesChannelProtocol) {
+        self.channelProtocol = channelProtocol
+    }
+
+    /// The channel of the empty message sent right after the upgrade: the lowest output channel
+    /// the client asked for.
+    static func firstChannel(of plan: ExecSessionPlan) -> RemoteCommandChannel {
+        plan.stdout ? .stdout : (plan.stderr && !plan.tty ? .stderr : .error)
+    }
+
+    /// Carries out one client message. Returns true when stdin is now paused: read no more from
+    /// the client until `stdin.whenResumed`. Throws on a malformed message (close with 1002).
+    mutating func receive(_ message: ByteBuffer, stdin: ClientInputProducer?, session: ExecSession) throws(ExecStreamError) -> Bool {
+        switch try ChannelMessageCodec.decode(message, protocol: self.channelProtocol) {
+        case .data(.stdin, let payload):
+            guard let stdin, payload.readableBytes > 0 else { return false }
+            stdin.produce(payload)
+            return stdin.isPaused
+        case .data(.resize, let payload):
+            for size in try self.resizes.feed(payload.readableBytesView) {
+                session.terminalResized(size)
+            }
+            return false
+        case .close(.stdin):
+            stdin?.close()
+            return false
+        case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize):
+            // Channels that are not the client's to write are dropped, as upstream does.
+            return false
+        }
+    }
+
+    /// What goes on the error channel at the end: JSON status for v4+, plain text for the
+    /// v1-style protocols and only on failure.
+    func statusPayload(for outcome: RemoteCommandOutcome) -> ByteBuffer? {
+        if self.channelProtocol.usesStatusJSON {
+            return ByteBuffer(bytes: RemoteCommandStatus.json(for: outcome))
+        }
+        if outcome != .exited(code: 0) {
+            return ByteBuffer(bytes: RemoteCommandStatus.plainText(for: outcome))
+        }
+        return nil
+    }
+}

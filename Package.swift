@@ -35,6 +35,13 @@ let package = Package(
             providers: [.apt(["libnghttp2-dev"])]
         ),
 
+        // zlib, for SPDY/3 header compression (one deflate and one inflate stream per connection).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+
         // Thin C: pseudo-terminals, the spawn primitive (clone(CLONE_VM|CLONE_VFORK) with setsid,
         // setns, controlling tty, credentials, signal reset), pidfds.
         .target(name: "CExecSys"),
@@ -78,6 +85,8 @@ let package = Package(
         .target(
             name: "ExecStreamHTTP1",
             dependencies: [
+                "CZlib",
+                "ExecStreamCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
@@ -176,6 +185,7 @@ let package = Package(
         .testTarget(
             name: "ExecStreamHTTP1Tests",
             dependencies: [
+                "ExecStreamCore",
                 "ExecStreamHTTP1",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -34,9 +34,13 @@ extension RPCError {
 /// An error answer to a plain HTTP request, before any streaming began.
 struct HTTPErrorResponse: Error, Hashable, Sendable {
     var status: Int
-    var headers: [(String, String)] { self.retryAfterSeconds.map { [("retry-after", String($0))] } ?? [] }
+    var headers: [(String, String)] {
+        (self.retryAfterSeconds.map { [("retry-after", String($0))] } ?? []) + self.additionalHeaders.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
     var body: String
     var retryAfterSeconds: Int?
+    /// More headers (`X-Accepted-Stream-Protocol-Versions`, say).
+    var additionalHeaders: [String: String] = [:]
 
     /// No offered WebSocket subprotocol is one we serve (x/net/websocket's 403).
     static let forbiddenSubprotocol = HTTPErrorResponse(
@@ -46,10 +50,11 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
     )
 
     /// A response of its own.
-    init(status: Int, body: String, retryAfterSeconds: Int? = nil) {
+    init(status: Int, body: String, retryAfterSeconds: Int? = nil, additionalHeaders: [String: String] = [:]) {
         self.status = status
         self.body = body
         self.retryAfterSeconds = retryAfterSeconds
+        self.additionalHeaders = additionalHeaders
     }
 
     /// The kubelet streaming library's mapping: NotFound → 404 with Go's "404 page not found",

@@ -58,6 +58,47 @@ public enum KubernetesChannelProtocol: String, Hashable, Sendable, CaseIterable 
     }
 }
 
+/// The remote-command protocol versions of SPDY's `X-Stream-Protocol-Version` (PROTOCOLS.md §3a,
+/// §3d). The streams are identified by their `streamtype` header, not by these numbers.
+public enum SPDYRemoteCommandProtocol: String, Hashable, Sendable, CaseIterable {
+    /// `v5.channel.k8s.io`: treated as v4 over SPDY.
+    case v5 = "v5.channel.k8s.io"
+    /// `v4.channel.k8s.io`: JSON status, resize stream.
+    case v4 = "v4.channel.k8s.io"
+    /// `v3.channel.k8s.io`: plain-text errors, resize stream.
+    case v3 = "v3.channel.k8s.io"
+    /// `v2.channel.k8s.io`: plain-text errors, no resize.
+    case v2 = "v2.channel.k8s.io"
+    /// `channel.k8s.io`: v1.
+    case v1 = "channel.k8s.io"
+
+    /// Whether a tty session has a resize stream.
+    public var hasResizeStream: Bool {
+        switch self {
+        case .v5, .v4, .v3: return true
+        case .v2, .v1: return false
+        }
+    }
+
+    /// Whether the error stream carries `metav1.Status` JSON (else plain text, only on failure).
+    public var usesStatusJSON: Bool {
+        switch self {
+        case .v5, .v4: return true
+        case .v3, .v2, .v1: return false
+        }
+    }
+
+    /// The first protocol the client listed that we serve (each header value may be a comma
+    /// list); nil when none matches.
+    public static func negotiate(headerValues: [String]) -> SPDYRemoteCommandProtocol? {
+        headerValues.flatMap { $0.split(separator: ",") }
+            .lazy
+            .map { String($0).trimmingASCIIWhitespace() }
+            .compactMap { SPDYRemoteCommandProtocol(rawValue: $0) }
+            .first
+    }
+}
+
 /// The channel numbers of remote command (0–4) and the v5 close marker.
 public enum RemoteCommandChannel: UInt8, Hashable, Sendable, CaseIterable {
     /// The process's stdin (client → server).

@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 /// The frame shape both the native streaming format and gRPC messages use: a one-byte tag (a
 /// channel, a compressed flag), a 32-bit big-endian length, then the payload.

@@ -15,8 +15,12 @@ enum HTTP1Upgrades {
     /// What the upgrade check decided about the request in progress (on the connection's loop).
     final class Decision {
         var accepted: (PreparedSession, KubernetesChannelProtocol)?
+        var acceptedSPDY: (PreparedSession, SPDYRemoteCommandProtocol)?
         var refusal: HTTPErrorResponse?
     }
+
+    /// A refused SPDY upgrade: NIO passes the request on to the fallback, which answers it.
+    struct Refused: Error {}
 
     /// Sets up the HTTP/1.1 pipeline of one connection.
     static func configure(
@@ -60,12 +64,17 @@ enum HTTP1Upgrades {
                 }
             }
         )
-        try pipeline.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }), withErrorHandling: true)
+        let spdy = SPDYUpgrader(router: router, decision: decision, fallback: fallback)
+        try pipeline.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader, spdy], completionHandler: { _ in }), withErrorHandling: true)
         try pipeline.addHandler(fallback.value)
         // A session prepared for an upgrade that never completed gives its slot back.
         channel.closeFuture.whenComplete { _ in
             if let (prepared, _) = decision.value.accepted {
                 decision.value.accepted = nil
+                prepared.release()
+            }
+            if let (prepared, _) = decision.value.acceptedSPDY {
+                decision.value.acceptedSPDY = nil
                 prepared.release()
             }
         }
@@ -106,5 +115,73 @@ enum HTTP1Upgrades {
             return error
         }
         return HTTPErrorResponse(status: 400, body: "a streaming URL needs an upgrade: WebSocket (or SPDY/3.1), or HTTP/2\n")
+    }
+
+    /// SPDY/3.1 for remote command (PROTOCOLS.md §3a): `X-Stream-Protocol-Version` negotiation,
+    /// then the session handler, which sends nothing before the client's first frame.
+    struct SPDYUpgrader: HTTPServerProtocolUpgrader, @unchecked Sendable {
+        // Used on the connection's event loop only (NIO calls upgraders there).
+        let router: StreamRouter
+        let decision: NIOLoopBound<Decision>
+        let fallback: NIOLoopBound<HTTP1FallbackHandler>
+
+        var supportedProtocol: String { "SPDY/3.1" }
+        var requiredUpgradeHeaders: [String] { [] }
+
+        func buildUpgradeResponse(channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
+            let path = upgradeRequest.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            guard let (kind, token) = StreamRouter.streamingRoute(path) else {
+                return channel.eventLoop.makeFailedFuture(Refused())
+            }
+            if let error = self.router.streaming.checkToken(kind: kind, token: token) {
+                return self.refuse(error, on: channel)
+            }
+            let offered = upgradeRequest.headers["X-Stream-Protocol-Version"]
+            guard !offered.isEmpty else {
+                return self.refuse(HTTPErrorResponse(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n"), on: channel)
+            }
+            guard let chosen = SPDYRemoteCommandProtocol.negotiate(headerValues: offered) else {
+                let served = SPDYRemoteCommandProtocol.allCases.map(\.rawValue).joined(separator: ", ")
+                let error = HTTPErrorResponse(
+                    status: 403,
+                    body: "none of the offered stream protocols is served: \(served)\n",
+                    additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": served]
+                )
+                return self.refuse(error, on: channel)
+            }
+            switch self.router.streaming.prepare(kind: kind, token: token) {
+            case .failure(let error):
+                return self.refuse(error, on: channel)
+            case .success(let prepared):
+                self.decision.value.acceptedSPDY = (prepared, chosen)
+                var headers = initialResponseHeaders
+                headers.add(name: "X-Stream-Protocol-Version", value: chosen.rawValue)
+                return channel.eventLoop.makeSucceededFuture(headers)
+            }
+        }
+
+        func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+            guard let (prepared, chosen) = self.decision.value.acceptedSPDY else {
+                return context.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "a SPDY upgrade without a prepared session"))
+            }
+            self.decision.value.acceptedSPDY = nil
+            let pipeline = context.pipeline
+            let router = self.router
+            return pipeline.syncOperations.removeHandler(self.fallback.value).flatMapThrowing {
+                try pipeline.syncOperations.addHandler(
+                    SPDYSessionHandler(
+                        remoteCommandProtocol: chosen,
+                        prepared: prepared,
+                        registry: router.streaming.registry,
+                        logger: router.streaming.logger
+                    )
+                )
+            }
+        }
+
+        private func refuse(_ error: HTTPErrorResponse, on channel: any Channel) -> EventLoopFuture<HTTPHeaders> {
+            self.decision.value.refusal = error
+            return channel.eventLoop.makeFailedFuture(Refused())
+        }
     }
 }

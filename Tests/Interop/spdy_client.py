@@ -1,0 +1,149 @@
+"""A SPDY/3.1 remote-command client for the interop tests, shaped like client-go's (streams
+created one at a time in the kubelet's order, each awaited). Its header compression uses the
+dictionary of the `spdy-py` package, and every byte the server sends is also decoded by spdy-py's
+own framer: our framing checked against an implementation we did not write."""
+import socket
+import struct
+import urllib.parse
+import zlib
+
+from spdy import conn as spdy_conn
+from spdy import dictionary as spdy_dictionary
+
+SYN_STREAM, SYN_REPLY, RST_STREAM, PING, GOAWAY = 1, 2, 3, 6, 7
+
+
+class SPDYError(Exception):
+    pass
+
+
+def header_block(headers: dict, deflate) -> bytes:
+    raw = struct.pack(">I", len(headers))
+    for name, value in headers.items():
+        raw += struct.pack(">I", len(name)) + name.encode() + struct.pack(">I", len(value)) + value.encode()
+    return deflate.compress(raw) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+class SPDYClient:
+    def __init__(self, url: str, protocols: list, timeout: float = 30, method: str = "POST"):
+        parsed = urllib.parse.urlsplit(url)
+        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        lines = [f"{method} {parsed.path} HTTP/1.1", f"Host: {parsed.netloc}", "Connection: Upgrade", "Upgrade: SPDY/3.1"]
+        lines += [f"X-Stream-Protocol-Version: {p}" for p in protocols]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = self.sock.recv(1)  # byte by byte: nothing may follow the 101 unasked
+            if not chunk:
+                raise SPDYError("connection closed during the upgrade")
+            response += chunk
+        head = response.split(b"\r\n\r\n")[0].decode()
+        self.status = int(head.split()[1])
+        self.headers = {}
+        for line in head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            self.headers.setdefault(name.strip().lower(), []).append(value.strip())
+        self.body = b""
+        if self.status != 101:
+            length = int(self.headers.get("content-length", ["0"])[0])
+            while len(self.body) < length:
+                self.body += self.sock.recv(65536)
+            return
+        self.protocol = self.headers.get("x-stream-protocol-version", [None])[0]
+        self.deflate = zlib.compressobj(zdict=spdy_dictionary.zdict)
+        self.inflate = zlib.decompressobj(zdict=spdy_dictionary.zdict)
+        self.independent = spdy_conn.Framer()
+        self.buffer = b""
+        self.next_id = 1
+        self.streams = {}
+        self.received = {}
+        self.fin = set()
+        self.replied = set()
+        self.pongs = []
+        self.goaway = False
+        self.closed = False
+        self.resets = {}
+
+    # --- sending ---
+
+    def control(self, frame_type: int, flags: int, payload: bytes):
+        self.sock.sendall(struct.pack(">HHI", 0x8003, frame_type, (flags << 24) | len(payload)) + payload)
+
+    def open_stream(self, streamtype: str, fin: bool = False) -> int:
+        stream_id = self.next_id
+        self.next_id += 2
+        block = header_block({"streamtype": streamtype}, self.deflate)
+        self.control(SYN_STREAM, 1 if fin else 0, struct.pack(">IIBB", stream_id, 0, 0, 0) + block)
+        self.streams[streamtype] = stream_id
+        self.received[stream_id] = b""
+        while stream_id not in self.replied:
+            self.pump()
+        return stream_id
+
+    def send(self, streamtype: str, data: bytes, fin: bool = False):
+        stream_id = self.streams[streamtype]
+        self.sock.sendall(struct.pack(">II", stream_id, ((1 if fin else 0) << 24) | len(data)) + data)
+
+    def ping(self, ping_id: int):
+        self.control(PING, 0, struct.pack(">I", ping_id))
+
+    # --- receiving ---
+
+    def pump(self):
+        data = self.sock.recv(1 << 20)
+        if not data:
+            self.closed = True
+            raise SPDYError("connection closed")
+        self.check_independently(data)
+        self.buffer += data
+        while len(self.buffer) >= 8:
+            first, second = struct.unpack(">II", self.buffer[:8])
+            flags, length = second >> 24, second & 0xFFFFFF
+            if len(self.buffer) < 8 + length:
+                return
+            payload, self.buffer = self.buffer[8 : 8 + length], self.buffer[8 + length :]
+            if first & 0x80000000:
+                frame_type = first & 0xFFFF
+                if frame_type == SYN_REPLY:
+                    stream_id = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+                    self.inflate.decompress(payload[4:])
+                    self.replied.add(stream_id)
+                elif frame_type == PING:
+                    self.pongs.append(struct.unpack(">I", payload)[0])
+                elif frame_type == GOAWAY:
+                    self.goaway = True
+                elif frame_type == RST_STREAM:
+                    stream_id, status = struct.unpack(">II", payload)
+                    self.resets[stream_id & 0x7FFFFFFF] = status
+                else:
+                    raise SPDYError(f"unexpected control frame {frame_type}")
+            else:
+                stream_id = first & 0x7FFFFFFF
+                self.received[stream_id] = self.received.get(stream_id, b"") + payload
+                if flags & 1:
+                    self.fin.add(stream_id)
+
+    def check_independently(self, data: bytes):
+        for frame in self.independent.read_frames(data) or []:
+            if frame["control"]:
+                assert frame["version"] == 3
+                assert frame["type"] in (SYN_REPLY, PING, GOAWAY, RST_STREAM), frame["type"]
+                if frame["type"] == SYN_REPLY:
+                    # spdy-py inflated our header block with its own dictionary and zlib stream.
+                    assert frame["headers"] == {}
+                    assert frame["stream_id"] in self.streams.values()
+
+    def run_until_closed(self):
+        try:
+            while not self.closed:
+                self.pump()
+        except SPDYError:
+            pass
+        except OSError:
+            self.closed = True
+
+    def output(self, streamtype: str) -> bytes:
+        return self.received.get(self.streams.get(streamtype, -1), b"")
+
+    def close(self):
+        self.sock.close()

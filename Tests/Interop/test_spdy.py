@@ -1,0 +1,149 @@
+"""Remote command over SPDY/3.1 (the kubelet's and crictl's default transport): the upgrade,
+stream creation in client-go's order, output, status per protocol version, and the ending."""
+import json
+
+import grpc
+import pytest
+
+from spdy_client import SPDYClient
+
+ALL = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]
+
+
+@pytest.fixture
+def runtime(server, cri):
+    api, stubs = cri
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield api, stubs.RuntimeServiceStub(channel)
+
+
+def exec_url(runtime, cmd, *, stdin=False, stderr=True, tty=False) -> str:
+    api, service = runtime
+    request = api.ExecRequest(container_id="demo", cmd=cmd, stdin=stdin, stdout=True, stderr=stderr and not tty, tty=tty)
+    return service.Exec(request, timeout=10).url
+
+
+def open_streams(client: SPDYClient, *, stdin: bool, stderr: bool = True, resize: bool = False):
+    # client-go's order: error, stdin, stdout, stderr, resize — each awaited.
+    client.open_stream("error")
+    if stdin:
+        client.open_stream("stdin")
+    client.open_stream("stdout")
+    if stderr:
+        client.open_stream("stderr")
+    if resize:
+        client.open_stream("resize")
+
+
+def test_exec_with_stdin_and_the_ending(runtime):
+    client = SPDYClient(exec_url(runtime, ["sh", "-c", "tr a-z A-Z; echo err >&2; exit 3"], stdin=True), ALL)
+    assert client.status == 101
+    assert client.protocol == "v5.channel.k8s.io"
+    open_streams(client, stdin=True)
+    client.send("stdin", b"hello spdy\n", fin=True)
+    client.run_until_closed()
+    client.close()
+    assert client.output("stdout") == b"HELLO SPDY\n"
+    assert client.output("stderr") == b"err\n"
+    status = json.loads(client.output("error"))
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+    # stdout, stderr and error all end with FIN, then GOAWAY.
+    assert {client.streams[t] for t in ("stdout", "stderr", "error")} <= client.fin
+    assert client.goaway
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_every_version_reports_the_status_its_way(runtime, version):
+    client = SPDYClient(exec_url(runtime, ["sh", "-c", "echo -n hello; exit 2"]), [version])
+    assert client.protocol == version
+    open_streams(client, stdin=False)
+    client.run_until_closed()
+    client.close()
+    assert client.output("stdout") == b"hello"
+    if version in ("v5.channel.k8s.io", "v4.channel.k8s.io"):
+        assert json.loads(client.output("error"))["status"] == "Failure"
+    else:
+        assert client.output("error") == b"command terminated with non-zero exit code: exit status 2"
+
+
+def test_success_writes_nothing_on_the_error_stream_before_v4(runtime):
+    client = SPDYClient(exec_url(runtime, ["true"]), ["v3.channel.k8s.io"])
+    open_streams(client, stdin=False)
+    client.run_until_closed()
+    client.close()
+    assert client.output("error") == b""
+    assert client.streams["error"] in client.fin
+
+
+def test_critest_exec_echo_n_hello(runtime):
+    client = SPDYClient(exec_url(runtime, ["echo", "-n", "hello"]), ALL)
+    open_streams(client, stdin=False)
+    client.run_until_closed()
+    client.close()
+    assert client.output("stdout") == b"hello"
+    assert client.output("stderr") == b""
+    assert json.loads(client.output("error")) == {"metadata": {}, "status": "Success"}
+
+
+def test_tty_with_resize_stream(runtime):
+    url = exec_url(runtime, ["sh", "-c", "read x; stty size"], stdin=True, tty=True)
+    client = SPDYClient(url, ["v4.channel.k8s.io"])
+    open_streams(client, stdin=True, stderr=False, resize=True)
+    client.send("resize", b'{"Width":77,"Height":22}\n')
+    client.send("stdin", b"go\n")
+    client.run_until_closed()
+    client.close()
+    assert client.output("stdout").endswith(b"22 77\r\n")
+
+
+def test_nothing_is_sent_before_the_clients_first_frame(runtime):
+    client = SPDYClient(exec_url(runtime, ["true"]), ALL)
+    # Our first frame is a PING: if the server had sent anything unasked, it would come first.
+    client.ping(1)
+    client.pump()
+    assert client.pongs == [1]
+    assert not client.replied
+    open_streams(client, stdin=False)
+    client.run_until_closed()
+    client.close()
+
+
+def test_upgrade_refusals(runtime, server):
+    url = exec_url(runtime, ["echo", "kept"])
+    client = SPDYClient(url, [])
+    assert client.status == 400
+    client.close()
+    client = SPDYClient(url, ["v9.channel.k8s.io"])
+    assert client.status == 403
+    assert "v4.channel.k8s.io" in client.headers["x-accepted-stream-protocol-versions"][0]
+    client.close()
+    client = SPDYClient(f"http://127.0.0.1:{server.port}/exec/nope", ALL)
+    assert (client.status, client.body) == (404, b"404 page not found\n")
+    client.close()
+    # The refusals left the token unspent.
+    client = SPDYClient(url, ALL)
+    open_streams(client, stdin=False)
+    client.run_until_closed()
+    client.close()
+    assert client.output("stdout") == b"kept\n"
+
+
+def test_an_unexpected_stream_is_reset(runtime):
+    client = SPDYClient(exec_url(runtime, ["true"]), ALL)
+    client.open_stream("error")
+    stream_id = client.next_id
+    client.control(1, 0, __import__("struct").pack(">IIBB", stream_id, 0, 0, 0) + __import__("spdy_client").header_block({"streamtype": "bogus"}, client.deflate))
+    while stream_id not in client.resets:
+        client.pump()
+    client.close()
+
+
+def test_attach_over_spdy(runtime):
+    api, service = runtime
+    url = service.Attach(api.AttachRequest(container_id="demo", stdin=True, stdout=True, stderr=True), timeout=10).url
+    client = SPDYClient(url, ALL)
+    open_streams(client, stdin=True)
+    client.send("stdin", b"echo spdy-attach-$((40+2))\n")
+    while b"spdy-attach-42\n" not in client.output("stdout"):
+        client.pump()
+    client.close()

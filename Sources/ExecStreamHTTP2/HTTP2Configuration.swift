@@ -37,6 +37,11 @@ public struct HTTP2Configuration: Hashable, Sendable {
     /// are still in flight. Measured with h2load and 1 MiB windows: 256 KiB lifted the median from
     /// 0.76x to 0.98x of nghttpd's throughput at about its CPU per GiB (see `make bench`).
     public var maxDataBytesPerSendLoop: Int
+    /// nghttp2's HTTP messaging checks (RFC 9113 §8: pseudo-headers, their values, content-length).
+    /// Off only where peers are trusted and some send what they forbid: grpc-go clients of the
+    /// crictl 1.2x era name a unix socket's path as `:authority`, which the checks refuse with a
+    /// PROTOCOL_ERROR reset. The server turns them off on its unix socket (mode 0600) only.
+    public var validatesHTTPMessaging: Bool = true
 
     public init(
         maxConcurrentStreams: Int = 1000,

@@ -300,6 +300,9 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         nghttp2_option_set_no_auto_window_update(option, 1)
         nghttp2_option_set_stream_reset_rate_limit(option, UInt64(self.configuration.streamResetBurst), UInt64(self.configuration.streamResetRatePerSecond))
         nghttp2_option_set_max_continuations(option, self.configuration.maxContinuations)
+        if !self.configuration.validatesHTTPMessaging {
+            nghttp2_option_set_no_http_messaging(option, 1)
+        }
 
         var session: OpaquePointer?
         let userData = Unmanaged.passUnretained(self).toOpaque()

@@ -210,6 +210,8 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
                 status.finishedAt = record.finishedAt ?? 0
                 status.reason = record.isRunning ? "" : (record.exitCode == 0 ? "Completed" : "Error")
                 status.labels = record.spec.labels
+                status.image = .with { $0.image = record.spec.reportedImage }
+                status.imageRef = record.spec.reportedImage
             }
         }
     }
@@ -226,6 +228,9 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
             $0.state = Self.state(of: record)
             $0.createdAt = record.createdAt
             $0.labels = record.spec.labels
+            // No images here, but clients (crictl ps) dereference the field: always present.
+            $0.image = .with { $0.image = record.spec.reportedImage }
+            $0.imageRef = record.spec.reportedImage
         }
     }
 

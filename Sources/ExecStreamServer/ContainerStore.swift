@@ -49,6 +49,13 @@ public struct ContainerSpec: Hashable, Sendable {
     public var groupID: UInt32?
     /// Its main process, started with the server; nil for a container that only runs execs.
     public var mainProcess: MainProcessSpec?
+    /// What CRI reports as its image and image ref. ExecStream runs no images, but clients require
+    /// the fields (the kubelet's status check refuses an empty one): `execstream/<isolation>` by
+    /// default.
+    public var image: String?
+
+    /// The image CRI reports.
+    public var reportedImage: String { self.image ?? "execstream/\(self.isolation.rawValue)" }
 
     public init(
         id: String,
@@ -59,7 +66,8 @@ public struct ContainerSpec: Hashable, Sendable {
         workingDirectory: String? = nil,
         userID: UInt32? = nil,
         groupID: UInt32? = nil,
-        mainProcess: MainProcessSpec? = nil
+        mainProcess: MainProcessSpec? = nil,
+        image: String? = nil
     ) {
         self.id = id
         self.name = name ?? id
@@ -70,6 +78,7 @@ public struct ContainerSpec: Hashable, Sendable {
         self.userID = userID
         self.groupID = groupID
         self.mainProcess = mainProcess
+        self.image = image
     }
 }
 

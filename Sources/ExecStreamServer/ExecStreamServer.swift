@@ -159,7 +159,12 @@ public final class ExecStreamServer: Service, Sendable {
         router: StreamRouter,
         connections: ConnectionSet
     ) async throws -> (channel: any Channel, address: ListenAddress) {
-        let http2 = self.configuration.http2
+        var configured = self.configuration.http2
+        if case .unix = address {
+            // Local and root-only (0600): accept the :authority older grpc-go clients send here.
+            configured.validatesHTTPMessaging = false
+        }
+        let http2 = configured
         let detectionTimeout = self.configuration.protocolDetectionTimeout
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)

@@ -138,4 +138,7 @@ def test_list_containers_and_status(runtime):
     assert list(service.ListContainers(api.ListContainersRequest(filter=exited), timeout=10).containers) == []
     status = service.ContainerStatus(api.ContainerStatusRequest(container_id="demo"), timeout=10).status
     assert (status.id, status.metadata.name, status.state) == ("demo", "demo", api.CONTAINER_RUNNING)
+    # What the kubelet's status check (and crictl inspect) requires: image and image ref set.
+    assert (status.image.image, status.image_ref) == ("execstream/host", "execstream/host")
+    assert listed[0].image.image == "execstream/host"
     assert code_of(lambda: service.ContainerStatus(api.ContainerStatusRequest(container_id="nope"), timeout=10))[0] == grpc.StatusCode.NOT_FOUND

@@ -108,3 +108,43 @@ def test_graceful_shutdown_lets_an_open_rpc_see_not_serving_and_finish(execstrea
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
         watch.cancel()
     assert server.process.wait(timeout=60) == 0
+
+
+def test_the_unix_socket_accepts_a_socket_path_as_authority(execstream_bin, tmp_path):
+    """grpc-go clients of the crictl 1.2x era send the socket path as :authority; RFC 9113
+    validation would reset every call with PROTOCOL_ERROR. The unix socket (0600) accepts it."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    socket_path = str(tmp_path / "authority.sock")
+    running = start_server(execstream_bin, socket_path)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(socket_path)
+        sock.settimeout(10)
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+        conn.initiate_connection()
+        message = b""  # grpc.health.v1.HealthCheckRequest{} is empty
+        conn.send_headers(
+            1,
+            [(":method", "POST"), (":scheme", "http"), (":authority", socket_path), (":path", "/grpc.health.v1.Health/Check"),
+             ("content-type", "application/grpc"), ("te", "trailers")],
+        )
+        conn.send_data(1, b"\x00" + len(message).to_bytes(4, "big") + message, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        headers, ended, reset = {}, False, None
+        while not ended and reset is None:
+            for event in conn.receive_data(sock.recv(65536)):
+                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                    headers.update(dict(event.headers))
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(event, h2.events.StreamReset):
+                    reset = event.error_code
+            sock.sendall(conn.data_to_send())
+        sock.close()
+        assert reset is None
+        assert headers.get("grpc-status") == "0"
+    finally:
+        assert stop_server(running) == 0

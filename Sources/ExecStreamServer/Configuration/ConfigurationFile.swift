@@ -24,6 +24,7 @@ import Yams
 ///     workingDir: /
 ///     user: 1000
 ///     group: 1000
+///     image: registry.example/web:1  # what CRI reports (default execstream/<isolation>)
 ///     main: {command: ["/bin/sh"], tty: false, stdin: true, stdinOnce: false}
 /// ```
 public struct ConfigurationFile: Decodable, Hashable, Sendable {
@@ -76,6 +77,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         public var workingDir: String?
         public var user: UInt32?
         public var group: UInt32?
+        public var image: String?
         public var main: Main?
 
         /// `main:`
@@ -206,7 +208,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
             "maxHeaderListSize",
         ],
         "grpc": ["maxMessageBytes"],
-        "containers[]": ["id", "name", "labels", "isolation", "env", "workingDir", "user", "group", "main"],
+        "containers[]": ["id", "name", "labels", "isolation", "env", "workingDir", "user", "group", "image", "main"],
         "containers[].main": ["command", "tty", "stdin", "stdinOnce"],
     ]
 
@@ -269,7 +271,8 @@ extension ConfigurationFile.Container {
             workingDirectory: self.workingDir,
             userID: self.user,
             groupID: self.group,
-            mainProcess: main
+            mainProcess: main,
+            image: self.image
         )
     }
 }

@@ -69,11 +69,21 @@ public struct SessionPolicy: Hashable, Sendable {
     /// Exec and attach sessions open at once; one more is answered 429 with `Retry-After`, its
     /// token left unspent so the client can retry.
     public var maxConcurrentSessions: Int
+    /// How long a SPDY client may take to create every stream the session needs (the kubelet
+    /// library's StreamCreationTimeout).
+    public var streamCreationTimeout: TimeAmount
 
-    /// 2 seconds of drain; a vanished client's exec is killed; 1,000 sessions at once.
-    public init(postExitDrain: TimeAmount = .seconds(2), killProcessGroupWhenClientVanishes: Bool = true, maxConcurrentSessions: Int = 1000) {
+    /// 2 seconds of drain; a vanished client's exec is killed; 1,000 sessions at once; 30 s to
+    /// create streams.
+    public init(
+        postExitDrain: TimeAmount = .seconds(2),
+        killProcessGroupWhenClientVanishes: Bool = true,
+        maxConcurrentSessions: Int = 1000,
+        streamCreationTimeout: TimeAmount = .seconds(30)
+    ) {
         self.postExitDrain = postExitDrain
         self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
         self.maxConcurrentSessions = maxConcurrentSessions
+        self.streamCreationTimeout = streamCreationTimeout
     }
 }

@@ -147,3 +147,22 @@ def test_attach_over_spdy(runtime):
     while b"spdy-attach-42\n" not in client.output("stdout"):
         client.pump()
     client.close()
+
+
+def test_streams_not_all_created_in_time_end_the_connection(execstream_bin, cri, tmp_path):
+    from conftest import start_server, stop_server
+
+    config = tmp_path / "execstream.yaml"
+    config.write_text("sessions: {streamCreationTimeoutSeconds: 0.5}\n")
+    running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--config", str(config))
+    try:
+        api, stubs = cri
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            url = stubs.RuntimeServiceStub(channel).Exec(api.ExecRequest(container_id="demo", cmd=["true"], stdout=True), timeout=10).url
+        client = SPDYClient(url, ALL)
+        client.open_stream("error")  # stdout never comes
+        client.run_until_closed()  # the server gives up: GOAWAY, then close
+        client.close()
+        assert client.goaway
+    finally:
+        assert stop_server(running) == 0

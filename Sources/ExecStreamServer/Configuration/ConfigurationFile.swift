@@ -11,7 +11,8 @@ import Yams
 /// criSocket: /run/execstream/execstream.sock   # "" for none
 /// advertiseAddress: 10.0.0.5
 /// execSyncMaxOutputBytes: 16777216
-/// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true, maxConcurrentSessions: 1000}
+/// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true, maxConcurrentSessions: 1000,
+///            streamCreationTimeoutSeconds: 30}
 /// http2: {keepaliveIntervalSeconds: 60, keepaliveTimeoutSeconds: 20, idleTimeoutSeconds: 1800,
 ///         shutdownGraceSeconds: 30, maxConcurrentStreams: 1000, maxHeaderListSize: 65536}
 /// grpc: {maxMessageBytes: 16777216}
@@ -50,6 +51,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         public var postExitDrainSeconds: Double?
         public var killProcessGroupOnDisconnect: Bool?
         public var maxConcurrentSessions: Int?
+        public var streamCreationTimeoutSeconds: Double?
     }
 
     /// `http2:`
@@ -139,6 +141,9 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
                 guard limit > 0 else { throw ServerError(code: .invalidConfiguration, message: "sessions.maxConcurrentSessions must be positive") }
                 configuration.sessions.maxConcurrentSessions = limit
             }
+            if let seconds = sessions.streamCreationTimeoutSeconds {
+                configuration.sessions.streamCreationTimeout = try Self.timeAmount(seconds, "sessions.streamCreationTimeoutSeconds")
+            }
         }
         if let http2 = self.http2 {
             if let seconds = http2.keepaliveIntervalSeconds {
@@ -202,7 +207,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     /// The keys each mapping may have, by path ("containers[]" for every list entry).
     private static let schema: [String: Set<String>] = [
         "": ["listen", "criSocket", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc", "containers"],
-        "sessions": ["postExitDrainSeconds", "killProcessGroupOnDisconnect", "maxConcurrentSessions"],
+        "sessions": ["postExitDrainSeconds", "killProcessGroupOnDisconnect", "maxConcurrentSessions", "streamCreationTimeoutSeconds"],
         "http2": [
             "keepaliveIntervalSeconds", "keepaliveTimeoutSeconds", "idleTimeoutSeconds", "shutdownGraceSeconds", "maxConcurrentStreams",
             "maxHeaderListSize",

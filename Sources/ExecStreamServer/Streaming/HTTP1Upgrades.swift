@@ -173,7 +173,8 @@ enum HTTP1Upgrades {
                         remoteCommandProtocol: chosen,
                         prepared: prepared,
                         registry: router.streaming.registry,
-                        logger: router.streaming.logger
+                        logger: router.streaming.logger,
+                        creationTimeout: router.streaming.policy.streamCreationTimeout
                     )
                 )
             }

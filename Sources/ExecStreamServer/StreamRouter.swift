@@ -41,9 +41,9 @@ struct StreamRouter: Sendable {
         }
     }
 
-    /// `/exec/{token}` or `/attach/{token}`: the endpoint kind and the token.
+    /// `/exec/{token}`, `/attach/{token}` or `/portforward/{token}`: the endpoint kind and the token.
     static func streamingRoute(_ path: String) -> (StreamingRequestKind, String)? {
-        for kind in [StreamingRequestKind.exec, .attach] {
+        for kind in StreamingRequestKind.allCases {
             let prefix = "/\(kind.rawValue)/"
             if path.hasPrefix(prefix), path.count > prefix.count, !path.dropFirst(prefix.count).contains("/") {
                 return (kind, String(path.dropFirst(prefix.count)))

@@ -1,7 +1,7 @@
 public import NIOCore
 
 /// A WebSocket opcode (RFC 6455 §5.2).
-public enum WebSocketOpcode: UInt8, Hashable, Sendable {
+public enum WebSocketFrameOpcode: UInt8, Hashable, Sendable {
     case continuation = 0x0
     case text = 0x1
     case binary = 0x2
@@ -18,11 +18,11 @@ public struct WebSocketFrameMessage: Hashable, Sendable {
     /// The last frame of its message.
     public var fin: Bool
     /// What it carries.
-    public var opcode: WebSocketOpcode
+    public var opcode: WebSocketFrameOpcode
     /// The payload, unmasked.
     public var payload: ByteBuffer
 
-    public init(fin: Bool, opcode: WebSocketOpcode, payload: ByteBuffer) {
+    public init(fin: Bool, opcode: WebSocketFrameOpcode, payload: ByteBuffer) {
         self.fin = fin
         self.opcode = opcode
         self.payload = payload
@@ -51,7 +51,7 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable
         guard first & 0x70 == 0 else {
             throw ExecStreamError(code: .malformedInput, message: "a WebSocket frame with reserved bits set (no extension was negotiated)")
         }
-        guard let opcode = WebSocketOpcode(rawValue: first & 0x0F) else {
+        guard let opcode = WebSocketFrameOpcode(rawValue: first & 0x0F) else {
             throw ExecStreamError(code: .malformedInput, message: "unknown WebSocket opcode \(first & 0x0F)")
         }
         let fin = first & 0x80 != 0
@@ -109,7 +109,7 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable
 public enum WebSocketFrameEncoder {
     /// Appends the header of a whole (FIN) frame of `payloadByteCount` bytes. Senders write the
     /// payload buffer after it as it is, without copying.
-    public static func writeHeader(opcode: WebSocketOpcode, payloadByteCount: Int, into buffer: inout ByteBuffer) {
+    public static func writeHeader(opcode: WebSocketFrameOpcode, payloadByteCount: Int, into buffer: inout ByteBuffer) {
         buffer.writeInteger(0x80 | opcode.rawValue)
         switch payloadByteCount {
         case 0...125:

@@ -16,6 +16,7 @@ enum HTTP1Upgrades {
     final class Decision {
         var accepted: (PreparedSession, KubernetesChannelProtocol)?
         var acceptedSPDY: (PreparedSession, SPDYRemoteCommandProtocol)?
+        var acceptedPortForward: (PreparedPortForward, KubernetesChannelProtocol)?
         var refusal: HTTPErrorResponse?
     }
 
@@ -43,6 +44,18 @@ enum HTTP1Upgrades {
                 channel.eventLoop.makeSucceededFuture(Self.shouldUpgrade(head, router: router, decision: decision.value))
             },
             upgradePipelineHandler: { channel, _ in
+                if let (prepared, channelProtocol) = decision.value.acceptedPortForward {
+                    decision.value.acceptedPortForward = nil
+                    return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
+                        let operations = channel.pipeline.syncOperations
+                        try operations.addHandler(
+                            NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
+                        )
+                        try operations.addHandler(
+                            PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: router.streaming.logger)
+                        )
+                    }
+                }
                 guard let (prepared, channelProtocol) = decision.value.accepted else {
                     return channel.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "an upgrade without a prepared session"))
                 }
@@ -77,6 +90,10 @@ enum HTTP1Upgrades {
                 decision.value.acceptedSPDY = nil
                 prepared.release()
             }
+            if let (prepared, _) = decision.value.acceptedPortForward {
+                decision.value.acceptedPortForward = nil
+                prepared.release()
+            }
         }
     }
 
@@ -90,6 +107,25 @@ enum HTTP1Upgrades {
         guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: head.headers["Sec-WebSocket-Protocol"]) else {
             decision.refusal = HTTPErrorResponse.forbiddenSubprotocol
             return nil
+        }
+        if kind == .portForward {
+            // The port-forward channel protocols: "", v4 and v4.base64 (PROTOCOLS.md §2).
+            guard [.unnamed, .v4, .v4Base64].contains(channelProtocol) else {
+                decision.refusal = HTTPErrorResponse.forbiddenSubprotocol
+                return nil
+            }
+            switch router.streaming.preparePortForward(token: token) {
+            case .failure(let error):
+                decision.refusal = error
+                return nil
+            case .success(let prepared):
+                decision.acceptedPortForward = (prepared, channelProtocol)
+                var headers = HTTPHeaders()
+                if channelProtocol != .unnamed {
+                    headers.add(name: "Sec-WebSocket-Protocol", value: channelProtocol.rawValue)
+                }
+                return headers
+            }
         }
         switch router.streaming.prepare(kind: kind, token: token) {
         case .failure(let error):
@@ -130,7 +166,9 @@ enum HTTP1Upgrades {
 
         func buildUpgradeResponse(channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
             let path = upgradeRequest.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-            guard let (kind, token) = StreamRouter.streamingRoute(path) else {
+            guard let (kind, token) = StreamRouter.streamingRoute(path), kind != .portForward else {
+                // Port-forward over SPDY comes with its own session (not yet served): the
+                // fallback answers.
                 return channel.eventLoop.makeFailedFuture(Refused())
             }
             if let error = self.router.streaming.checkToken(kind: kind, token: token) {

@@ -23,6 +23,10 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, error)
             return
         }
+        if kind == .portForward {
+            StreamRouter.respond(stream, Self.portForwardOverHTTP2)
+            return
+        }
         guard head.method == "POST" else {
             StreamRouter.respond(stream, status: 405, headers: ["allow": "POST"], body: "streaming over HTTP/2 uses POST\n")
             return
@@ -66,6 +70,10 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, error)
             return
         }
+        if kind == .portForward {
+            StreamRouter.respond(stream, Self.portForwardOverHTTP2)
+            return
+        }
         guard stream.head.extendedConnectProtocol == "websocket" else {
             StreamRouter.respond(stream, status: 400, body: "CONNECT on a streaming URL needs :protocol websocket (RFC 8441)\n")
             return
@@ -79,6 +87,38 @@ struct StreamingEndpoint: Sendable {
             WebSocketHTTP2SessionClient.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
         case .failure(let error):
             StreamRouter.respond(stream, error)
+        }
+    }
+
+    /// Port-forward is served over HTTP/1.1 upgrades (WebSocket, SPDY), as clients speak it.
+    static let portForwardOverHTTP2 = HTTPErrorResponse(
+        status: 400,
+        body: "port-forward is served over WebSocket (HTTP/1.1) and SPDY/3.1, not HTTP/2\n"
+    )
+
+    /// The last checks of a port-forward: a session slot (429, token unspent), then the token is
+    /// spent and its sandbox resolved.
+    func preparePortForward(token: String) -> Result<PreparedPortForward, HTTPErrorResponse> {
+        guard self.sessions.reserve() else {
+            let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
+            return .failure(HTTPErrorResponse(error, retryAfterSeconds: 1))
+        }
+        let sessions = self.sessions
+        do throws(ExecStreamError) {
+            switch try self.requests.consume(StreamingToken(rawValue: token), kind: .portForward) {
+            case .portForward(let sandboxID, let ports):
+                let sandbox = try self.containers.container(sandboxID)
+                let valid = ports.compactMap { (1...65535).contains($0) ? UInt16($0) : nil }
+                guard valid.count == ports.count else {
+                    throw ExecStreamError(code: .invalidArgument, message: "port-forward ports must be 1-65535")
+                }
+                return .success(PreparedPortForward(sandbox: sandbox.spec, ports: valid, release: { sessions.release() }))
+            case .exec, .attach:
+                throw ExecStreamError(code: .notFound, message: "unknown or expired portforward token")
+            }
+        } catch {
+            sessions.release()
+            return .failure(HTTPErrorResponse(error))
         }
     }
 

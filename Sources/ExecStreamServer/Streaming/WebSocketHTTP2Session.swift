@@ -116,7 +116,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
 
     // MARK: Frames
 
-    private func sendFrame(_ opcode: WebSocketOpcode, _ payload: ByteBuffer) {
+    private func sendFrame(_ opcode: WebSocketFrameOpcode, _ payload: ByteBuffer) {
         var header = ByteBuffer()
         WebSocketFrameEncoder.writeHeader(opcode: opcode, payloadByteCount: payload.readableBytes, into: &header)
         _ = self.stream.writeOnEventLoop(contentsOf: [header, payload])

@@ -1,0 +1,121 @@
+"""Port-forward over the WebSocket channel protocol (PROTOCOLS.md §4) to a local HTTP server,
+with the Python `kubernetes` package's PortForward client and websocket-client byte checks."""
+import http.server
+import socket
+import threading
+
+import grpc
+import pytest
+import websocket
+from kubernetes.client import Configuration
+from kubernetes.stream.ws_client import PortForward, create_websocket
+
+
+@pytest.fixture
+def runtime(server, cri):
+    api, stubs = cri
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield api, stubs.RuntimeServiceStub(channel)
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server answering 200 with a body that names its path."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"hello from {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+def portforward_url(runtime, ports) -> str:
+    api, service = runtime
+    return service.PortForward(api.PortForwardRequest(pod_sandbox_id="demo", port=ports), timeout=10).url.replace("http://", "ws://")
+
+
+def read_http_response(sock) -> bytes:
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(65536)
+    head, _, body = response.partition(b"\r\n\r\n")
+    length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")][0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0] + b"\n" + body
+
+
+def test_kubernetes_client_port_forward_gets_200(runtime, http_server):
+    ws = create_websocket(Configuration(), portforward_url(runtime, [http_server]), {"sec-websocket-protocol": "v4.channel.k8s.io"})
+    forward = PortForward(ws, [http_server])
+    sock = forward.socket(http_server)
+    sock.setblocking(True)
+    sock.sendall(b"GET /through-the-tunnel HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert read_http_response(sock) == b"HTTP/1.0 200 OK\nhello from /through-the-tunnel"
+    forward.close()
+
+
+@pytest.mark.parametrize("protocol", [None, "v4.channel.k8s.io", "v4.base64.channel.k8s.io"])
+def test_channel_bytes_for_each_subprotocol(runtime, http_server, protocol):
+    import base64
+
+    ws = websocket.create_connection(portforward_url(runtime, [http_server]), subprotocols=[protocol] if protocol else None, timeout=30)
+    prefix = bytes([http_server & 0xFF, http_server >> 8])
+    b64 = protocol and "base64" in protocol
+
+    def decode(data):
+        if b64:
+            return int(chr(data[0])), base64.b64decode(data[1:])
+        return data[0], data[1:]
+
+    # Both channels of port 0 open with the port, little-endian: exactly 3 bytes each (binary).
+    first = [decode(ws.recv_data()[1]) for _ in range(2)]
+    assert sorted(first) == [(0, prefix), (1, prefix)]
+    request = b"GET /bytes HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ws.send("0" + base64.b64encode(request).decode() if b64 else b"\x00" + request, opcode=websocket.ABNF.OPCODE_TEXT if b64 else websocket.ABNF.OPCODE_BINARY)
+    data = b""
+    while True:
+        opcode, message = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            assert message[:2] == b"\x03\xe8"
+            break
+        channel, payload = decode(message)
+        assert channel == 0
+        data += payload
+    ws.close()
+    assert data.startswith(b"HTTP/1.0 200 OK") and data.endswith(b"hello from /bytes")
+
+
+def test_a_closed_port_reports_on_its_error_channel(runtime):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    ws = websocket.create_connection(portforward_url(runtime, [closed_port]), subprotocols=["v4.channel.k8s.io"], timeout=30)
+    errors = b""
+    while True:
+        opcode, message = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if message[:1] == b"\x01" and len(message) > 3:
+            errors += message[1:]
+    ws.close()
+    assert f"error forwarding port {closed_port}".encode() in errors
+
+
+def test_port_forward_is_not_served_over_http2(runtime):
+    from native_client import NativeStream
+
+    stream = NativeStream(portforward_url(runtime, [80]).replace("ws://", "http://"))
+    stream.send(b"", end=True)
+    assert stream.wait().status == 400
+    stream.close()

@@ -123,6 +123,11 @@ public final class ExecStreamServer: Service, Sendable {
                     }
                     connections.quiesceAll()
                     supervisor.terminateAll()
+                    // HTTP/2 connections bound their own drain; upgraded ones (WebSocket, SPDY,
+                    // port-forward) have none: whatever is still open after the grace period is closed.
+                    group.any().scheduleTask(in: self.configuration.http2.gracefulShutdownTimeout) {
+                        connections.closeAll()
+                    }
                     // The transport, not GRPCServer: a shutdown that arrives before serve() has
                     // started would make GRPCServer refuse to serve (serverIsStopped); a closed
                     // transport intake makes listen, and so serve, return once RPCs are done.

@@ -50,6 +50,21 @@ class SPDYClient:
                 self.body += self.sock.recv(65536)
             return
         self.protocol = self.headers.get("x-stream-protocol-version", [None])[0]
+        self._start_session()
+
+    @classmethod
+    def over_websocket(cls, url: str, subprotocol: str = "SPDY/3.1+portforward.k8s.io"):
+        """The SPDY session tunnelled in WebSocket binary messages (port-forward since 1.31)."""
+        import websocket
+
+        client = cls.__new__(cls)
+        client.ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=[subprotocol], timeout=30)
+        client.protocol = client.ws.getsubprotocol()
+        client.status = 101
+        client._start_session()
+        return client
+
+    def _start_session(self):
         self.deflate = zlib.compressobj(zdict=spdy_dictionary.zdict)
         self.inflate = zlib.decompressobj(zdict=spdy_dictionary.zdict)
         self.independent = spdy_conn.Framer()
@@ -66,23 +81,40 @@ class SPDYClient:
 
     # --- sending ---
 
-    def control(self, frame_type: int, flags: int, payload: bytes):
-        self.sock.sendall(struct.pack(">HHI", 0x8003, frame_type, (flags << 24) | len(payload)) + payload)
+    def _send(self, data: bytes):
+        if getattr(self, "ws", None) is not None:
+            self.ws.send_binary(data)
+        else:
+            self.sock.sendall(data)
 
-    def open_stream(self, streamtype: str, fin: bool = False) -> int:
+    def _recv(self) -> bytes:
+        if getattr(self, "ws", None) is not None:
+            import websocket
+
+            opcode, data = self.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self.ws_close_code = int.from_bytes(data[:2], "big")
+                return b""
+            return data
+        return self.sock.recv(1 << 20)
+
+    def control(self, frame_type: int, flags: int, payload: bytes):
+        self._send(struct.pack(">HHI", 0x8003, frame_type, (flags << 24) | len(payload)) + payload)
+
+    def open_stream(self, streamtype: str, fin: bool = False, headers: dict | None = None, key: str | None = None) -> int:
         stream_id = self.next_id
         self.next_id += 2
-        block = header_block({"streamtype": streamtype}, self.deflate)
+        block = header_block({"streamtype": streamtype, **(headers or {})}, self.deflate)
         self.control(SYN_STREAM, 1 if fin else 0, struct.pack(">IIBB", stream_id, 0, 0, 0) + block)
-        self.streams[streamtype] = stream_id
+        self.streams[key or streamtype] = stream_id
         self.received[stream_id] = b""
-        while stream_id not in self.replied:
+        while stream_id not in self.replied and stream_id not in self.resets:
             self.pump()
         return stream_id
 
     def send(self, streamtype: str, data: bytes, fin: bool = False):
         stream_id = self.streams[streamtype]
-        self.sock.sendall(struct.pack(">II", stream_id, ((1 if fin else 0) << 24) | len(data)) + data)
+        self._send(struct.pack(">II", stream_id, ((1 if fin else 0) << 24) | len(data)) + data)
 
     def ping(self, ping_id: int):
         self.control(PING, 0, struct.pack(">I", ping_id))
@@ -90,7 +122,7 @@ class SPDYClient:
     # --- receiving ---
 
     def pump(self):
-        data = self.sock.recv(1 << 20)
+        data = self._recv()
         if not data:
             self.closed = True
             raise SPDYError("connection closed")
@@ -146,4 +178,7 @@ class SPDYClient:
         return self.received.get(self.streams.get(streamtype, -1), b"")
 
     def close(self):
-        self.sock.close()
+        if getattr(self, "ws", None) is not None:
+            self.ws.close()
+        else:
+            self.sock.close()

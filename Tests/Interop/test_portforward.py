@@ -119,3 +119,86 @@ def test_port_forward_is_not_served_over_http2(runtime):
     stream.send(b"", end=True)
     assert stream.wait().status == 400
     stream.close()
+
+
+# --- SPDY portforward.k8s.io, direct and tunnelled over WebSocket ---
+
+
+def spdy_forward_get(client, port: int, request_id: int, path: str) -> bytes:
+    """client-go's sequence per connection: error stream (half-closed), then data stream."""
+    headers = {"port": str(port), "requestid": str(request_id)}
+    client.open_stream("error", fin=True, headers=headers, key=f"error-{request_id}")
+    client.open_stream("data", headers=headers, key=f"data-{request_id}")
+    client.send(f"data-{request_id}", f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    data_stream = client.streams[f"data-{request_id}"]
+    while data_stream not in client.fin:
+        client.pump()
+    return client.received[data_stream]
+
+
+@pytest.mark.parametrize("transport", ["spdy", "spdy-over-websocket", "v2-alias"])
+def test_spdy_port_forward_two_connections(runtime, http_server, transport):
+    from spdy_client import SPDYClient
+
+    url = portforward_url(runtime, []).replace("ws://", "http://")  # SPDY ignores the CRI ports
+    if transport == "spdy":
+        client = SPDYClient(url, ["portforward.k8s.io"])
+        assert (client.status, client.protocol) == (101, "portforward.k8s.io")
+    else:
+        subprotocol = "SPDY/3.1+portforward.k8s.io" if transport == "spdy-over-websocket" else "v2.portforward.k8s.io"
+        client = SPDYClient.over_websocket(url, subprotocol)
+        assert client.protocol.lower() == subprotocol.lower()  # websocket-client lowercases what it reads
+    for request_id, path in enumerate(["/first", "/second"]):
+        response = spdy_forward_get(client, http_server, request_id, path)
+        assert response.startswith(b"HTTP/1.0 200 OK") and response.endswith(f"hello from {path}".encode())
+        assert client.output(f"error-{request_id}") == b""
+    client.close()
+
+
+def test_spdy_port_forward_error_is_json_on_the_error_stream(runtime):
+    from spdy_client import SPDYClient
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = SPDYClient(portforward_url(runtime, []).replace("ws://", "http://"), ["portforward.k8s.io"])
+    headers = {"port": str(closed_port), "requestid": "0"}
+    client.open_stream("error", fin=True, headers=headers, key="error-0")
+    client.open_stream("data", headers=headers, key="data-0")
+    while client.streams["error-0"] not in client.fin:
+        client.pump()
+    import json
+
+    report = json.loads(client.output("error-0"))
+    assert report["closeConnection"] is True
+    assert f"error forwarding port {closed_port}" in report["message"]
+    client.close()
+
+
+def test_spdy_port_forward_refuses_a_bad_port_and_other_protocols(runtime):
+    from spdy_client import SPDYClient
+
+    url = portforward_url(runtime, []).replace("ws://", "http://")
+    client = SPDYClient(url, ["v4.channel.k8s.io"])
+    assert client.status == 403
+    assert client.headers["x-accepted-stream-protocol-versions"] == ["portforward.k8s.io"]
+    client.close()
+    client = SPDYClient(url, ["portforward.k8s.io"])
+    stream = client.open_stream("data", headers={"port": "0", "requestid": "0"})
+    assert client.resets.get(stream) == 1  # PROTOCOL_ERROR
+    client.close()
+
+
+def test_graceful_shutdown_is_bounded_with_an_open_port_forward(execstream_bin, cri, tmp_path, http_server):
+    """An upgraded connection ignores HTTP/2's GOAWAY drain: the shutdown grace bounds it."""
+    from conftest import start_server, stop_server
+    from spdy_client import SPDYClient
+
+    running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--shutdown-grace", "1")
+    api, stubs = cri
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        url = stubs.RuntimeServiceStub(channel).PortForward(api.PortForwardRequest(pod_sandbox_id="demo"), timeout=10).url
+    client = SPDYClient(url, ["portforward.k8s.io"])
+    assert client.status == 101
+    assert stop_server(running, timeout=30) == 0
+    client.close()

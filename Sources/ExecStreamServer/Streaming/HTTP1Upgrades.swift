@@ -1,4 +1,5 @@
 import ExecStreamCore
+import Foundation
 import ExecStreamHTTP1
 import NIOCore
 import NIOHTTP1
@@ -17,6 +18,8 @@ enum HTTP1Upgrades {
         var accepted: (PreparedSession, KubernetesChannelProtocol)?
         var acceptedSPDY: (PreparedSession, SPDYRemoteCommandProtocol)?
         var acceptedPortForward: (PreparedPortForward, KubernetesChannelProtocol)?
+        var acceptedSPDYPortForward: PreparedPortForward?
+        var acceptedSPDYTunnel: PreparedPortForward?
         var refusal: HTTPErrorResponse?
     }
 
@@ -44,6 +47,18 @@ enum HTTP1Upgrades {
                 channel.eventLoop.makeSucceededFuture(Self.shouldUpgrade(head, router: router, decision: decision.value))
             },
             upgradePipelineHandler: { channel, _ in
+                if let prepared = decision.value.acceptedSPDYTunnel {
+                    decision.value.acceptedSPDYTunnel = nil
+                    return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(
+                            SPDYOverWebSocketHandler(
+                                prepared: prepared,
+                                logger: router.streaming.logger,
+                                creationTimeout: router.streaming.policy.streamCreationTimeout
+                            )
+                        )
+                    }
+                }
                 if let (prepared, channelProtocol) = decision.value.acceptedPortForward {
                     decision.value.acceptedPortForward = nil
                     return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
@@ -94,6 +109,14 @@ enum HTTP1Upgrades {
                 decision.value.acceptedPortForward = nil
                 prepared.release()
             }
+            if let prepared = decision.value.acceptedSPDYPortForward {
+                decision.value.acceptedSPDYPortForward = nil
+                prepared.release()
+            }
+            if let prepared = decision.value.acceptedSPDYTunnel {
+                decision.value.acceptedSPDYTunnel = nil
+                prepared.release()
+            }
         }
     }
 
@@ -103,6 +126,20 @@ enum HTTP1Upgrades {
         if let error = router.streaming.checkToken(kind: kind, token: token) {
             decision.refusal = error
             return nil
+        }
+        let offered = head.headers["Sec-WebSocket-Protocol"].flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
+        if kind == .portForward, let tunnel = offered.first(where: { SPDYOverWebSocketHandler.subprotocols.contains($0) }) {
+            // SPDY tunnelled over WebSocket (client-go's port-forward dialer since 1.31).
+            switch router.streaming.preparePortForward(token: token) {
+            case .failure(let error):
+                decision.refusal = error
+                return nil
+            case .success(let prepared):
+                decision.acceptedSPDYTunnel = prepared
+                var headers = HTTPHeaders()
+                headers.add(name: "Sec-WebSocket-Protocol", value: tunnel)
+                return headers
+            }
         }
         guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: head.headers["Sec-WebSocket-Protocol"]) else {
             decision.refusal = HTTPErrorResponse.forbiddenSubprotocol
@@ -166,9 +203,7 @@ enum HTTP1Upgrades {
 
         func buildUpgradeResponse(channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
             let path = upgradeRequest.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-            guard let (kind, token) = StreamRouter.streamingRoute(path), kind != .portForward else {
-                // Port-forward over SPDY comes with its own session (not yet served): the
-                // fallback answers.
+            guard let (kind, token) = StreamRouter.streamingRoute(path) else {
                 return channel.eventLoop.makeFailedFuture(Refused())
             }
             if let error = self.router.streaming.checkToken(kind: kind, token: token) {
@@ -177,6 +212,26 @@ enum HTTP1Upgrades {
             let offered = upgradeRequest.headers["X-Stream-Protocol-Version"]
             guard !offered.isEmpty else {
                 return self.refuse(HTTPErrorResponse(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n"), on: channel)
+            }
+            if kind == .portForward {
+                let protocols = offered.flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
+                guard protocols.contains(Self.portForwardProtocol) else {
+                    let error = HTTPErrorResponse(
+                        status: 403,
+                        body: "port-forward speaks \(Self.portForwardProtocol)\n",
+                        additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": Self.portForwardProtocol]
+                    )
+                    return self.refuse(error, on: channel)
+                }
+                switch self.router.streaming.preparePortForward(token: token) {
+                case .failure(let error):
+                    return self.refuse(error, on: channel)
+                case .success(let prepared):
+                    self.decision.value.acceptedSPDYPortForward = prepared
+                    var headers = initialResponseHeaders
+                    headers.add(name: "X-Stream-Protocol-Version", value: Self.portForwardProtocol)
+                    return channel.eventLoop.makeSucceededFuture(headers)
+                }
             }
             guard let chosen = SPDYRemoteCommandProtocol.negotiate(headerValues: offered) else {
                 let served = SPDYRemoteCommandProtocol.allCases.map(\.rawValue).joined(separator: ", ")
@@ -198,7 +253,20 @@ enum HTTP1Upgrades {
             }
         }
 
+        /// The SPDY port-forward protocol.
+        static let portForwardProtocol = "portforward.k8s.io"
+
         func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+            if let prepared = self.decision.value.acceptedSPDYPortForward {
+                self.decision.value.acceptedSPDYPortForward = nil
+                let pipeline = context.pipeline
+                let streaming = self.router.streaming
+                return pipeline.syncOperations.removeHandler(self.fallback.value).flatMapThrowing {
+                    try pipeline.syncOperations.addHandler(
+                        SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: streaming.policy.streamCreationTimeout)
+                    )
+                }
+            }
             guard let (prepared, chosen) = self.decision.value.acceptedSPDY else {
                 return context.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "a SPDY upgrade without a prepared session"))
             }

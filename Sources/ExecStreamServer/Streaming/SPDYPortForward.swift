@@ -1,0 +1,397 @@
+import ExecStreamCore
+import ExecStreamHTTP1
+import Logging
+import NIOCore
+import NIOPosix
+import NIOWebSocket
+
+/// Port-forward over a SPDY/3.1 session, protocol `portforward.k8s.io` (PROTOCOLS.md §4), on
+/// whatever carries the session's bytes: the upgraded TCP connection, or WebSocket binary
+/// messages (the `SPDY/3.1+portforward.k8s.io` tunnel). Lives on one event loop.
+///
+/// Per forwarded connection the client opens an error stream (half-closed at once) and a data
+/// stream with the same `port` and `requestid`; once both exist, the data stream is relayed to a
+/// TCP connection to `localhost:port`. A failed connection writes a JSON error (closeConnection
+/// false for EPIPE and ECONNRESET) to the error stream; the end of the TCP connection FINs both.
+/// A pair left incomplete for the creation timeout gets an error on the stream it has.
+final class SPDYPortForwardConnection {
+    private struct Pair {
+        var port: UInt16
+        var errorStream: UInt32?
+        var dataStream: UInt32?
+        var connection: (any Channel)?
+        var pending: [ByteBuffer] = []
+        var timer: Scheduled<Void>?
+        var finished = false
+    }
+
+    private let sandboxID: String
+    private let eventLoop: any EventLoop
+    private let logger: Logger
+    private let creationTimeout: TimeAmount
+    private let output: (ByteBuffer, _ flush: Bool) -> Void
+    private let closeTransport: () -> Void
+    private var decoder = NIOSingleStepByteToMessageProcessor(SPDYFrameDecoder())
+    private let deflater = SPDYHeaderDeflater()
+    private let inflater = SPDYHeaderInflater()
+    private var pairs: [String: Pair] = [:]
+    private var pairOfStream: [UInt32: String] = [:]
+    private var closed = false
+
+    init(
+        sandboxID: String,
+        eventLoop: any EventLoop,
+        logger: Logger,
+        creationTimeout: TimeAmount,
+        output: @escaping (ByteBuffer, _ flush: Bool) -> Void,
+        closeTransport: @escaping () -> Void
+    ) {
+        self.sandboxID = sandboxID
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.creationTimeout = creationTimeout
+        self.output = output
+        self.closeTransport = closeTransport
+    }
+
+    /// Bytes of the session from the client.
+    func receive(_ bytes: ByteBuffer) {
+        do {
+            try self.decoder.process(buffer: bytes) { frame in
+                try self.handle(frame)
+            }
+        } catch {
+            self.logger.debug("SPDY port-forward protocol error", metadata: ["error": "\(error)"])
+            self.write(.goAway(lastGoodStreamID: self.pairOfStream.keys.max() ?? 0, status: 1))
+            self.close()
+        }
+    }
+
+    /// The transport is gone: close every forwarded connection.
+    func close() {
+        guard !self.closed else { return }
+        self.closed = true
+        for pair in self.pairs.values {
+            pair.timer?.cancel()
+            pair.connection?.close(promise: nil)
+        }
+        self.pairs = [:]
+        self.closeTransport()
+    }
+
+    private func handle(_ frame: SPDYFrame) throws {
+        switch frame {
+        case .synStream(let id, _, _, _, _, let block):
+            let headers = try self.inflater.decompress(block)
+            let value = { (name: String) in headers.first { $0.name == name }?.value }
+            guard let type = value("streamtype"), type == "error" || type == "data",
+                let portText = value("port"), let port = UInt16(portText), port > 0, self.pairOfStream[id] == nil
+            else {
+                self.write(.rstStream(streamID: id, status: SPDY.RstStatus.protocolError))
+                return
+            }
+            // Old clients send no requestid: the error stream's id names the pair, the data stream's id - 2.
+            let requestID = value("requestid") ?? String(type == "error" ? id : id &- 2)
+            self.write(.synReply(streamID: id, fin: false, headerBlock: self.deflater.compress([])))
+            self.pairOfStream[id] = requestID
+            var pair = self.pairs[requestID] ?? Pair(port: port)
+            if type == "error" { pair.errorStream = id } else { pair.dataStream = id }
+            if pair.timer == nil {
+                pair.timer = self.scheduleCreationTimeout(requestID)
+            }
+            self.pairs[requestID] = pair
+            if pair.errorStream != nil && pair.dataStream != nil {
+                self.pairs[requestID]?.timer?.cancel()
+                self.connect(requestID)
+            }
+        case .data(let id, let fin, let payload):
+            guard let requestID = self.pairOfStream[id], let pair = self.pairs[requestID], pair.dataStream == id else { return }
+            if payload.readableBytes > 0 {
+                if let connection = pair.connection {
+                    connection.writeAndFlush(payload, promise: nil)
+                } else {
+                    self.pairs[requestID]?.pending.append(payload)
+                }
+            }
+            if fin {
+                // The client is done sending: half-close towards the service.
+                pair.connection?.close(mode: .output, promise: nil)
+            }
+        case .rstStream(let id, _):
+            guard let requestID = self.pairOfStream[id] else { return }
+            self.pairs[requestID]?.connection?.close(promise: nil)
+        case .ping(let id):
+            if id & 1 == 1 {
+                self.write(.ping(id: id))
+            }
+        case .goAway:
+            self.close()
+        case .synReply, .settings, .headers, .windowUpdate:
+            break
+        }
+    }
+
+    private func scheduleCreationTimeout(_ requestID: String) -> Scheduled<Void> {
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        return self.eventLoop.scheduleTask(in: self.creationTimeout) {
+            let connection = loopBound.value
+            guard let pair = connection.pairs[requestID], pair.errorStream == nil || pair.dataStream == nil else { return }
+            if let stream = pair.errorStream ?? pair.dataStream {
+                connection.write(.data(streamID: stream, fin: true, payload: ByteBuffer(string: "timed out waiting for the other stream of request \(requestID)")))
+            }
+            connection.pairs[requestID] = nil
+        }
+    }
+
+    private func connect(_ requestID: String) {
+        guard let pair = self.pairs[requestID] else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        ClientBootstrap(group: self.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TCPSide(requestID: requestID, forwarder: loopBound))
+                }
+            }
+            .connect(host: "127.0.0.1", port: Int(pair.port))
+            .whenComplete { result in
+                loopBound.value.connected(requestID, result)
+            }
+    }
+
+    private func connected(_ requestID: String, _ result: Result<any Channel, any Error>) {
+        guard !self.closed, let pair = self.pairs[requestID] else {
+            if case .success(let channel) = result { channel.close(promise: nil) }
+            return
+        }
+        switch result {
+        case .success(let connection):
+            self.pairs[requestID]?.connection = connection
+            for chunk in pair.pending {
+                connection.write(chunk, promise: nil)
+            }
+            connection.flush()
+            self.pairs[requestID]?.pending = []
+        case .failure(let error):
+            self.reportError(requestID, error)
+            self.finish(requestID)
+        }
+    }
+
+    private func reportError(_ requestID: String, _ error: any Error) {
+        guard let pair = self.pairs[requestID], let stream = pair.errorStream else { return }
+        let reset = (error as? IOError).map { $0.errnoCode == EPIPE || $0.errnoCode == ECONNRESET } ?? false
+        let message = "error forwarding port \(pair.port) to pod \(self.sandboxID), uid : \(error)"
+        var json = #"{"closeConnection":\#(!reset),"message":"#
+        json += Self.jsonString(message) + "}\n"
+        self.write(.data(streamID: stream, fin: false, payload: ByteBuffer(string: json)))
+    }
+
+    /// The service's bytes for the client.
+    fileprivate func tcpRead(_ requestID: String, _ data: ByteBuffer) {
+        guard let stream = self.pairs[requestID]?.dataStream else { return }
+        var header = ByteBuffer()
+        SPDYFrameEncoder.writeDataHeader(streamID: stream, fin: false, payloadByteCount: data.readableBytes, into: &header)
+        self.output(header, false)
+        self.output(data, true)
+    }
+
+    fileprivate func tcpEnded(_ requestID: String) {
+        self.finish(requestID)
+    }
+
+    private func finish(_ requestID: String) {
+        guard let pair = self.pairs[requestID], !pair.finished else { return }
+        self.pairs[requestID]?.finished = true
+        for stream in [pair.dataStream, pair.errorStream].compactMap({ $0 }) {
+            self.write(.data(streamID: stream, fin: true, payload: ByteBuffer()))
+        }
+        pair.connection?.close(promise: nil)
+    }
+
+    private func write(_ frame: SPDYFrame) {
+        guard !self.closed else { return }
+        var buffer = ByteBuffer()
+        SPDYFrameEncoder.encode(frame, into: &buffer)
+        self.output(buffer, true)
+    }
+
+    private static func jsonString(_ text: String) -> String {
+        var escaped = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            default:
+                if scalar.value < 0x20 {
+                    escaped += String(format: "\\u%04x", scalar.value)
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return escaped + "\""
+    }
+
+    /// Relays one forwarded TCP connection (same event loop).
+    private final class TCPSide: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+
+        let requestID: String
+        let forwarder: NIOLoopBound<SPDYPortForwardConnection>
+
+        init(requestID: String, forwarder: NIOLoopBound<SPDYPortForwardConnection>) {
+            self.requestID = requestID
+            self.forwarder = forwarder
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            self.forwarder.value.tcpRead(self.requestID, self.unwrapInboundIn(data))
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let event = event as? ChannelEvent, case .inputClosed = event {
+                // The service finished its answer: end the pair.
+                self.forwarder.value.tcpEnded(self.requestID)
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            self.forwarder.value.tcpEnded(self.requestID)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            self.forwarder.value.reportError(self.requestID, error)
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// The upgraded TCP connection of a SPDY port-forward.
+final class SPDYPortForwardHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let prepared: PreparedPortForward
+    private let logger: Logger
+    private let creationTimeout: TimeAmount
+    private var connection: SPDYPortForwardConnection?
+
+    init(prepared: PreparedPortForward, logger: Logger, creationTimeout: TimeAmount) {
+        self.prepared = prepared
+        self.logger = logger
+        self.creationTimeout = creationTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.connection = SPDYPortForwardConnection(
+            sandboxID: self.prepared.sandbox.id,
+            eventLoop: context.eventLoop,
+            logger: self.logger,
+            creationTimeout: self.creationTimeout,
+            output: { bytes, flush in
+                let context = bound.value
+                if flush {
+                    context.writeAndFlush(NIOAny(bytes), promise: nil)
+                } else {
+                    context.write(NIOAny(bytes), promise: nil)
+                }
+            },
+            closeTransport: { channel.close(promise: nil) }
+        )
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.connection?.receive(self.unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.connection?.close()
+        self.prepared.release()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The SPDY port-forward session tunnelled over WebSocket (`SPDY/3.1+portforward.k8s.io`, also
+/// accepted as `v2.portforward.k8s.io`): binary message payloads are one raw byte stream each
+/// way; message boundaries mean nothing. The end is close code 1000.
+final class SPDYOverWebSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// The subprotocols of the tunnel, the first being the one clients send today.
+    static let subprotocols = ["SPDY/3.1+portforward.k8s.io", "v2.portforward.k8s.io"]
+
+    private let prepared: PreparedPortForward
+    private let logger: Logger
+    private let creationTimeout: TimeAmount
+    private var connection: SPDYPortForwardConnection?
+    private var released = false
+
+    init(prepared: PreparedPortForward, logger: Logger, creationTimeout: TimeAmount) {
+        self.prepared = prepared
+        self.logger = logger
+        self.creationTimeout = creationTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let pending = NIOLoopBoundBox(ByteBuffer(), eventLoop: context.eventLoop)
+        self.connection = SPDYPortForwardConnection(
+            sandboxID: self.prepared.sandbox.id,
+            eventLoop: context.eventLoop,
+            logger: self.logger,
+            creationTimeout: self.creationTimeout,
+            output: { bytes, flush in
+                pending.value.writeImmutableBuffer(bytes)
+                guard flush else { return }
+                let frame = WebSocketFrame(fin: true, opcode: .binary, data: pending.value)
+                pending.value = ByteBuffer()
+                bound.value.writeAndFlush(NIOAny(frame), promise: nil)
+            },
+            closeTransport: {
+                var code = ByteBuffer()
+                code.write(webSocketErrorCode: .normalClosure)
+                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)).whenComplete { _ in
+                    channel.close(promise: nil)
+                }
+            }
+        )
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.opcode {
+        case .binary, .text, .continuation:
+            self.connection?.receive(frame.unmaskedData)
+        case .ping:
+            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .connectionClose:
+            self.connection?.close()
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.connection?.close()
+        if !self.released {
+            self.released = true
+            self.prepared.release()
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

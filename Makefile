@@ -73,6 +73,7 @@ bench: deps
 	$(SWIFT) run -c release ExecStreamBenchmarks
 	$(SWIFT) build -c release --product execstream
 	$(SWIFT) build -c release --product ExecLatency
+	$(SWIFT) build -c release --product StreamThroughput
 	python3 Benchmarks/http2_throughput.py
 	python3 Benchmarks/exec_bench.py
 

@@ -165,6 +165,16 @@ let package = Package(
             path: "Benchmarks/ExecLatency",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "StreamThroughput",
+            dependencies: [
+                "ExecStreamClient", "ExecStreamCore", "ExecStreamHTTP1", "ExecStreamHTTP2", "ExecStreamProtos",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/StreamThroughput",
+            swiftSettings: strictSettings
+        ),
 
         .testTarget(
             name: "CNghttp2Tests",

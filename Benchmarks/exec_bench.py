@@ -5,7 +5,9 @@
    posix_spawn + waitpid (Benchmarks/ExecLatency, against a release `execstream serve`).
 2. 1 GiB of `head -c` stdout through `execstream exec` (native HTTP/2) into /dev/null, beside the
    same `head -c` through a plain pipe into `cat`: MB/s and server CPU-seconds.
-3. Server RSS while 10 GiB stream to a reader that takes 10 MB/s for the first 20 s (the server
+3. 1 GiB of stdout over WebSocket v5 (HTTP/1.1) and over SPDY/3.1 beside native HTTP/2, same
+   run, each read by a Swift client that only counts bytes (Benchmarks/StreamThroughput).
+4. Server RSS while 10 GiB stream to a reader that takes 10 MB/s for the first 20 s (the server
    must hold back the process, not buffer), then reads the rest at full speed.
 Figures, not assertions.
 """
@@ -75,6 +77,23 @@ def throughput(address: str, pid: int) -> None:
     print(f"  throughput ratio ExecStream/pipe: {piped / served:.2f}×")
 
 
+def transports(address: str, pid: int) -> None:
+    figures = {name: [] for name in ("native", "websocket", "spdy")}
+    for _ in range(3):
+        for name in figures:  # interleaved, so all three see the same machine
+            before = cpu_seconds(pid)
+            line = subprocess.run(
+                [os.path.join(BIN, "StreamThroughput"), "--server", address, "--transport", name, "--bytes", str(GIB)],
+                check=True, capture_output=True, text=True,
+            ).stdout.split()
+            figures[name].append((float(line[3]), cpu_seconds(pid) - before))
+    print("1 GiB of stdout per transport (median of 3 interleaved)")
+    native = sorted(figures["native"])[1][0]
+    for name, label in (("native", "native HTTP/2"), ("websocket", "WebSocket v5 (HTTP/1.1)"), ("spdy", "SPDY/3.1")):
+        rate, cpu = sorted(figures[name])[1]
+        print(f"  {label:<26} {rate:8.0f} MB/s   server {cpu:5.2f} CPU-s   {rate / native:5.2f}x native")
+
+
 def memory(address: str, pid: int) -> None:
     total = 10 * GIB
     exec_client = subprocess.Popen(
@@ -113,6 +132,7 @@ def main() -> None:
     try:
         latency(address)
         throughput(address, server.pid)
+        transports(address, server.pid)
         memory(address, server.pid)
     finally:
         server.terminate()

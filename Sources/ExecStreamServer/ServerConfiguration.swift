@@ -72,15 +72,20 @@ public struct SessionPolicy: Hashable, Sendable {
     /// How long a SPDY client may take to create every stream the session needs (the kubelet
     /// library's StreamCreationTimeout).
     public var streamCreationTimeout: TimeAmount
+    /// How long a WebSocket or SPDY connection may go without a frame read or written (pings
+    /// included) before it is closed: containerd's `stream_idle_timeout`.
+    public var streamIdleTimeout: TimeAmount
 
     /// 2 seconds of drain; a vanished client's exec is killed; 1,000 sessions at once; 30 s to
-    /// create streams.
+    /// create streams; 4 hours of idleness.
     public init(
         postExitDrain: TimeAmount = .seconds(2),
         killProcessGroupWhenClientVanishes: Bool = true,
         maxConcurrentSessions: Int = 1000,
-        streamCreationTimeout: TimeAmount = .seconds(30)
+        streamCreationTimeout: TimeAmount = .seconds(30),
+        streamIdleTimeout: TimeAmount = .hours(4)
     ) {
+        self.streamIdleTimeout = streamIdleTimeout
         self.postExitDrain = postExitDrain
         self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
         self.maxConcurrentSessions = maxConcurrentSessions

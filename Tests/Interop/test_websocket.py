@@ -200,3 +200,27 @@ def test_attach_over_websocket(runtime):
         client.update(timeout=10)
         output += client.read_stdout(timeout=0) or b""
     client.close()
+
+
+def test_an_idle_connection_is_closed_after_the_stream_idle_timeout(execstream_bin, cri, tmp_path):
+    """Nothing read or written for streamIdleTimeoutSeconds: the connection closes (and the exec,
+    its client gone, is killed). Pings count as traffic, as for client-go's 5 s pings."""
+    from conftest import start_server, stop_server
+
+    config = tmp_path / "execstream.yaml"
+    config.write_text("sessions: {streamIdleTimeoutSeconds: 0.5}\n")
+    running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--config", str(config))
+    try:
+        api, stubs = cri
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            url = stubs.RuntimeServiceStub(channel).Exec(api.ExecRequest(container_id="demo", cmd=["sleep", "600"], stdout=True), timeout=10).url
+        ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
+        ws.recv_data()  # the empty first message
+        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+            while True:  # returns only when the server closes the idle connection
+                opcode, _ = ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    raise ConnectionError("closed")
+        ws.close()
+    finally:
+        assert stop_server(running) == 0

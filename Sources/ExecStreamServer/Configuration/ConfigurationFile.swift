@@ -12,7 +12,7 @@ import Yams
 /// advertiseAddress: 10.0.0.5
 /// execSyncMaxOutputBytes: 16777216
 /// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true, maxConcurrentSessions: 1000,
-///            streamCreationTimeoutSeconds: 30}
+///            streamCreationTimeoutSeconds: 30, streamIdleTimeoutSeconds: 14400}
 /// http2: {keepaliveIntervalSeconds: 60, keepaliveTimeoutSeconds: 20, idleTimeoutSeconds: 1800,
 ///         shutdownGraceSeconds: 30, maxConcurrentStreams: 1000, maxHeaderListSize: 65536}
 /// grpc: {maxMessageBytes: 16777216}
@@ -52,6 +52,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         public var killProcessGroupOnDisconnect: Bool?
         public var maxConcurrentSessions: Int?
         public var streamCreationTimeoutSeconds: Double?
+        public var streamIdleTimeoutSeconds: Double?
     }
 
     /// `http2:`
@@ -144,6 +145,9 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
             if let seconds = sessions.streamCreationTimeoutSeconds {
                 configuration.sessions.streamCreationTimeout = try Self.timeAmount(seconds, "sessions.streamCreationTimeoutSeconds")
             }
+            if let seconds = sessions.streamIdleTimeoutSeconds {
+                configuration.sessions.streamIdleTimeout = try Self.timeAmount(seconds, "sessions.streamIdleTimeoutSeconds")
+            }
         }
         if let http2 = self.http2 {
             if let seconds = http2.keepaliveIntervalSeconds {
@@ -207,7 +211,9 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     /// The keys each mapping may have, by path ("containers[]" for every list entry).
     private static let schema: [String: Set<String>] = [
         "": ["listen", "criSocket", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc", "containers"],
-        "sessions": ["postExitDrainSeconds", "killProcessGroupOnDisconnect", "maxConcurrentSessions", "streamCreationTimeoutSeconds"],
+        "sessions": [
+            "postExitDrainSeconds", "killProcessGroupOnDisconnect", "maxConcurrentSessions", "streamCreationTimeoutSeconds", "streamIdleTimeoutSeconds",
+        ],
         "http2": [
             "keepaliveIntervalSeconds", "keepaliveTimeoutSeconds", "idleTimeoutSeconds", "shutdownGraceSeconds", "maxConcurrentStreams",
             "maxHeaderListSize",

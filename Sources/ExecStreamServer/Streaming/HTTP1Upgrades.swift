@@ -50,6 +50,7 @@ enum HTTP1Upgrades {
                 if let prepared = decision.value.acceptedSPDYTunnel {
                     decision.value.acceptedSPDYTunnel = nil
                     return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
                         try channel.pipeline.syncOperations.addHandler(
                             SPDYOverWebSocketHandler(
                                 prepared: prepared,
@@ -63,6 +64,7 @@ enum HTTP1Upgrades {
                     decision.value.acceptedPortForward = nil
                     return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
                         let operations = channel.pipeline.syncOperations
+                        try operations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
                         try operations.addHandler(
                             NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
                         )
@@ -78,6 +80,7 @@ enum HTTP1Upgrades {
                 // The fallback speaks HTTP: it goes before the first frame can reach it.
                 return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
                     let operations = channel.pipeline.syncOperations
+                    try operations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
                     try operations.addHandler(
                         NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
                     )
@@ -262,6 +265,7 @@ enum HTTP1Upgrades {
                 let pipeline = context.pipeline
                 let streaming = self.router.streaming
                 return pipeline.syncOperations.removeHandler(self.fallback.value).flatMapThrowing {
+                    try pipeline.syncOperations.addHandlers(StreamIdleTimeout.handlers(streaming.policy))
                     try pipeline.syncOperations.addHandler(
                         SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: streaming.policy.streamCreationTimeout)
                     )
@@ -274,6 +278,7 @@ enum HTTP1Upgrades {
             let pipeline = context.pipeline
             let router = self.router
             return pipeline.syncOperations.removeHandler(self.fallback.value).flatMapThrowing {
+                try pipeline.syncOperations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
                 try pipeline.syncOperations.addHandler(
                     SPDYSessionHandler(
                         remoteCommandProtocol: chosen,
@@ -289,6 +294,29 @@ enum HTTP1Upgrades {
         private func refuse(_ error: HTTPErrorResponse, on channel: any Channel) -> EventLoopFuture<HTTPHeaders> {
             self.decision.value.refusal = error
             return channel.eventLoop.makeFailedFuture(Refused())
+        }
+    }
+}
+
+/// The stream idle timeout of upgraded connections (PROTOCOLS.md §2): every frame read or written,
+/// pings included, restarts it; when it runs out the connection is closed, which ends its session
+/// as a vanished client would.
+enum StreamIdleTimeout {
+    /// NIO's idle-state handler and the closer behind it.
+    static func handlers(_ policy: SessionPolicy) -> [any ChannelHandler] {
+        [IdleStateHandler(allTimeout: policy.streamIdleTimeout), Closer()]
+    }
+
+    /// Closes the connection on the idle event.
+    final class Closer: ChannelInboundHandler {
+        typealias InboundIn = NIOAny
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
+                context.close(promise: nil)
+                return
+            }
+            context.fireUserInboundEventTriggered(event)
         }
     }
 }

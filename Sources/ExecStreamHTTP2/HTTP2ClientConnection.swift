@@ -203,6 +203,8 @@ final class HTTP2ClientHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var streams: [Int32: Stream] = [:]
     private var closedError: HTTP2ClientError?
+    /// The buffer being fed to nghttp2, and its base address, while `mem_recv` runs.
+    private var receiving: (buffer: ByteBuffer, base: UnsafeRawPointer)?
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -248,7 +250,10 @@ final class HTTP2ClientHandler: ChannelInboundHandler {
         let buffer = self.unwrapInboundIn(data)
         guard let session = self.session else { return }
         let result = buffer.withUnsafeReadableBytes { bytes in
-            nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
+            // While nghttp2 reads, DATA payloads point into `buffer`: they are sliced, not copied.
+            self.receiving = (buffer, UnsafeRawPointer(bytes.baseAddress!))
+            defer { self.receiving = nil }
+            return nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
         if result < 0 {
             self.failAll(HTTP2ClientError(message: "HTTP/2 protocol error: \(String(cString: nghttp2_strerror(Int32(result))))"))
@@ -375,7 +380,15 @@ final class HTTP2ClientHandler: ChannelInboundHandler {
     }
 
     fileprivate func onData(streamID: Int32, bytes: UnsafeRawBufferPointer, endStream: Bool) {
-        self.streams[streamID]?.events.yield(.data(ByteBuffer(bytes: bytes)))
+        guard let stream = self.streams[streamID] else { return }
+        if let receiving = self.receiving, let base = bytes.baseAddress, base >= receiving.base,
+            base + bytes.count <= receiving.base + receiving.buffer.readableBytes
+        {
+            let offset = base - receiving.base
+            stream.events.yield(.data(receiving.buffer.getSlice(at: receiving.buffer.readerIndex + offset, length: bytes.count)!))
+        } else {
+            stream.events.yield(.data(ByteBuffer(bytes: bytes)))
+        }
     }
 
     fileprivate func onEndStream(streamID: Int32) {

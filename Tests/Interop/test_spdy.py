@@ -166,3 +166,31 @@ def test_streams_not_all_created_in_time_end_the_connection(execstream_bin, cri,
         assert client.goaway
     finally:
         assert stop_server(running) == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_garbage_after_the_upgrade_closes_only_that_connection(runtime, server, seed):
+    import os
+    import random
+
+    rng = random.Random(seed)
+    client = SPDYClient(exec_url(runtime, ["true"]), ALL)
+    assert client.status == 101
+    # A control frame of a wrong version, a DATA frame for stream 0, or a SYN_STREAM whose header
+    # block is noise (it cannot inflate): each is definitively wrong, so the server ends the
+    # connection at once rather than waiting for more bytes.
+    noise = bytes(rng.randrange(256) for _ in range(rng.randrange(8, 256)))
+    junk = [
+        bytes([0x80, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x04]) + os.urandom(4),
+        b"\x00\x00\x00\x00\x00\x00\x00\x03abc",
+        bytes([0x80, 0x03, 0x00, 0x01, 0x00]) + (10 + len(noise)).to_bytes(3, "big") + b"\x00\x00\x00\x01" + b"\x00" * 6 + noise,
+    ][seed % 3]
+    client._send(junk)
+    client.run_until_closed()  # the server ends this connection, nothing else
+    client.close()
+    assert server.is_running()
+    healthy = SPDYClient(exec_url(runtime, ["echo", "-n", "still fine"]), ALL)
+    open_streams(healthy, stdin=False)
+    healthy.run_until_closed()
+    healthy.close()
+    assert healthy.output("stdout") == b"still fine"

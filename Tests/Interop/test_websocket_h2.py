@@ -91,3 +91,20 @@ def test_attach_over_h2_websocket(runtime):
     ws.send(OP_BINARY, b"\x00echo h2-attach-$((7*6))\n")
     ws.wait_for(lambda frames: b"h2-attach-42\n" in channel_payloads(frames, 1))
     ws.close()
+
+
+def test_an_unmasked_or_oversized_frame_closes_only_that_stream(runtime):
+    import struct
+
+    ws = WebSocketOverH2(exec_url(runtime, ["cat"], stdin=True), ["v5.channel.k8s.io"])
+    # An unmasked client frame: forbidden by RFC 6455.
+    data = bytes([0x82, 0x02]) + b"\x00x"
+    ws.conn.send_data(ws.stream_id, data)
+    ws.sock.sendall(ws.conn.data_to_send())
+    frames = ws.receive_until_close()
+    ws.close()
+    assert frames[-1][0] == OP_CLOSE and frames[-1][1][:2] == b"\x03\xea"
+    # The server and other streams are unharmed.
+    ok = WebSocketOverH2(exec_url(runtime, ["echo", "fine"]), ["v5.channel.k8s.io"])
+    assert channel_payloads(ok.receive_until_close(), 1) == b"fine\n"
+    ok.close()

@@ -34,13 +34,14 @@ extension RPCError {
 /// An error answer to a plain HTTP request, before any streaming began.
 struct HTTPErrorResponse: Error, Hashable, Sendable {
     var status: Int
-    var headers: [(String, String)] {
-        (self.retryAfterSeconds.map { [("retry-after", String($0))] } ?? []) + self.additionalHeaders.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-    }
     var body: String
-    var retryAfterSeconds: Int?
-    /// More headers (`X-Accepted-Stream-Protocol-Versions`, say).
+    /// Headers besides the content type and length (`Retry-After`, `X-Accepted-Stream-Protocol-Versions`).
     var additionalHeaders: [String: String] = [:]
+
+    /// `additionalHeaders` in a stable order.
+    var headers: [(String, String)] {
+        self.additionalHeaders.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
 
     /// No offered WebSocket subprotocol is one we serve (x/net/websocket's 403).
     static let forbiddenSubprotocol = HTTPErrorResponse(
@@ -50,10 +51,9 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
     )
 
     /// A response of its own.
-    init(status: Int, body: String, retryAfterSeconds: Int? = nil, additionalHeaders: [String: String] = [:]) {
+    init(status: Int, body: String, additionalHeaders: [String: String] = [:]) {
         self.status = status
         self.body = body
-        self.retryAfterSeconds = retryAfterSeconds
         self.additionalHeaders = additionalHeaders
     }
 
@@ -68,7 +68,7 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
         case .resourceExhausted:
             self.status = 429
             self.body = error.message + "\n"
-            self.retryAfterSeconds = retryAfterSeconds
+            self.additionalHeaders["retry-after"] = String(retryAfterSeconds)
         case .invalidArgument, .malformedInput:
             self.status = 400
             self.body = error.message + "\n"

@@ -36,6 +36,24 @@ struct ServerOptions: ParsableArguments {
     }
 }
 
+/// `CONTAINER -- COMMAND [ARG...]`, as exec and exec-sync take it (the `--` may be left out).
+struct ContainerCommand: ParsableArguments {
+    @Argument(help: "The container's id or name.")
+    var container: String
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    /// The command without the leading `--`; a usage error if there is none.
+    func commandLine(verb: String) throws -> [String] {
+        let command = self.command.first == "--" ? Array(self.command.dropFirst()) : self.command
+        guard !command.isEmpty else {
+            throw ValidationError("a command is needed: execstream \(verb) CONTAINER -- COMMAND [ARG...]")
+        }
+        return command
+    }
+}
+
 /// `execstream exec`: run a command in a container, streaming its IO, and exit with its code.
 struct ExecCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,21 +70,14 @@ struct ExecCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("t"), .customLong("tty")], help: "Run the command on a terminal (raw mode here, resizes follow).")
     var tty = false
 
-    @Argument(help: "The container's id or name.")
-    var container: String
-
-    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
-    var command: [String] = []
+    @OptionGroup var target: ContainerCommand
 
     func run() async throws {
-        let command = self.command.first == "--" ? Array(self.command.dropFirst()) : self.command
-        guard !command.isEmpty else {
-            throw ValidationError("a command is needed: execstream exec CONTAINER -- COMMAND [ARG...]")
-        }
+        let command = try self.target.commandLine(verb: "exec")
         let code = await ClientFailure.reporting {
             let client = try await self.server.connect()
             let request = Runtime_V1_ExecRequest.with {
-                $0.containerID = self.container
+                $0.containerID = self.target.container
                 $0.cmd = command
                 $0.tty = self.tty
                 $0.stdin = self.interactive
@@ -131,23 +142,16 @@ struct ExecSyncCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print one JSON object: exit code, stdout, stderr, truncation.")
     var json = false
 
-    @Argument(help: "The container's id or name.")
-    var container: String
-
-    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
-    var command: [String] = []
+    @OptionGroup var target: ContainerCommand
 
     func run() async throws {
-        let command = self.command.first == "--" ? Array(self.command.dropFirst()) : self.command
-        guard !command.isEmpty else {
-            throw ValidationError("a command is needed: execstream exec-sync CONTAINER -- COMMAND [ARG...]")
-        }
+        let command = try self.target.commandLine(verb: "exec-sync")
         guard self.timeout >= 0 else { throw ValidationError("--timeout must be 0 or more seconds") }
         let json = self.json
         let code = await ClientFailure.reporting(json: json) {
             let client = try await self.server.connect()
             let request = Runtime_V1_ExecSyncRequest.with {
-                $0.containerID = self.container
+                $0.containerID = self.target.container
                 $0.cmd = command
                 $0.timeout = self.timeout
             }

@@ -18,8 +18,8 @@ enum SessionOutputWriteResult: Hashable, Sendable {
     case closed
 }
 
-/// The client side of a session, whatever the protocol (native HTTP/2 today; SPDY and WebSocket
-/// plug in here). Every method is called on `eventLoop`.
+/// The client side of a session, whatever the protocol (native HTTP/2, WebSocket over HTTP/1.1 or
+/// HTTP/2, SPDY). Every method is called on `eventLoop`.
 protocol SessionClientStream: AnyObject {
     /// The loop the session runs on.
     var eventLoop: any EventLoop { get }
@@ -33,6 +33,28 @@ protocol SessionClientStream: AnyObject {
     func writeStatus(_ outcome: RemoteCommandOutcome)
     /// Releases the client's stream (reset it if the response has not ended).
     func close()
+}
+
+/// Callbacks waiting for a socket to become writable again: the `whenWritable` of the session
+/// clients that sit on a channel pipeline (WebSocket, SPDY). On the channel's event loop.
+struct WritabilityWaiters {
+    private var callbacks: [() -> Void] = []
+
+    /// Calls `callback` at once if `channel` can take more (or is gone), else when it can.
+    mutating func whenWritable(_ channel: (any Channel)?, _ callback: @escaping () -> Void) {
+        guard let channel, channel.isActive, !channel.isWritable else {
+            callback()
+            return
+        }
+        self.callbacks.append(callback)
+    }
+
+    /// The channel became writable, or inactive: every waiter goes on.
+    mutating func resume() {
+        let callbacks = self.callbacks
+        self.callbacks = []
+        callbacks.forEach { $0() }
+    }
 }
 
 /// What a session does: the cached CRI request, resolved against its container.

@@ -13,14 +13,85 @@ import NIOWebSocket
 /// unspent); only then is the token spent. A refusal is remembered for the connection's fallback
 /// handler, which sends it as the request's answer.
 enum HTTP1Upgrades {
+    /// An upgrade the checks accepted: what it serves, with its session slot taken and its token
+    /// spent. Exactly one of `install` and `release` happens to it.
+    enum Accepted {
+        case webSocketSession(PreparedSession, KubernetesChannelProtocol)
+        case webSocketPortForward(PreparedPortForward, KubernetesChannelProtocol)
+        case spdyOverWebSocket(PreparedPortForward)
+        case spdySession(PreparedSession, SPDYRemoteCommandProtocol)
+        case spdyPortForward(PreparedPortForward)
+
+        /// Gives the slot back: the upgrade never completed.
+        func release() {
+            switch self {
+            case .webSocketSession(let prepared, _), .spdySession(let prepared, _):
+                prepared.release()
+            case .webSocketPortForward(let prepared, _), .spdyOverWebSocket(let prepared), .spdyPortForward(let prepared):
+                prepared.release()
+            }
+        }
+
+        /// The handlers that serve the upgraded connection, after the idle timeout.
+        func handlers(_ streaming: StreamingEndpoint) -> [any ChannelHandler] {
+            let policy = streaming.policy
+            let aggregator = NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
+            let served: [any ChannelHandler]
+            switch self {
+            case .webSocketSession(let prepared, let channelProtocol):
+                served = [
+                    aggregator,
+                    WebSocketSessionHandler(channelProtocol: channelProtocol, prepared: prepared, registry: streaming.registry, logger: streaming.logger),
+                ]
+            case .webSocketPortForward(let prepared, let channelProtocol):
+                served = [aggregator, PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
+            case .spdyOverWebSocket(let prepared):
+                served = [SPDYOverWebSocketHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
+            case .spdySession(let prepared, let chosen):
+                served = [
+                    SPDYSessionHandler(
+                        remoteCommandProtocol: chosen,
+                        prepared: prepared,
+                        registry: streaming.registry,
+                        logger: streaming.logger,
+                        creationTimeout: policy.streamCreationTimeout
+                    )
+                ]
+            case .spdyPortForward(let prepared):
+                served = [SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
+            }
+            return StreamIdleTimeout.handlers(policy) + served
+        }
+    }
+
     /// What the upgrade check decided about the request in progress (on the connection's loop).
     final class Decision {
-        var accepted: (PreparedSession, KubernetesChannelProtocol)?
-        var acceptedSPDY: (PreparedSession, SPDYRemoteCommandProtocol)?
-        var acceptedPortForward: (PreparedPortForward, KubernetesChannelProtocol)?
-        var acceptedSPDYPortForward: PreparedPortForward?
-        var acceptedSPDYTunnel: PreparedPortForward?
+        var accepted: Accepted?
         var refusal: HTTPErrorResponse?
+
+        /// Takes the accepted upgrade and installs its handlers in place of the fallback, which
+        /// speaks HTTP and must be gone before the first frame.
+        func install(on pipeline: ChannelPipeline, fallback: HTTP1FallbackHandler, streaming: StreamingEndpoint) -> EventLoopFuture<Void> {
+            guard let accepted = self.accepted else {
+                return pipeline.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "an upgrade without a prepared session"))
+            }
+            self.accepted = nil
+            return pipeline.syncOperations.removeHandler(fallback).flatMapThrowing {
+                try pipeline.syncOperations.addHandlers(accepted.handlers(streaming))
+            }
+        }
+
+        /// Accepts `accepted`: the response headers the upgrade answers with.
+        func accept(_ accepted: Accepted, headers: HTTPHeaders) -> HTTPHeaders {
+            self.accepted = accepted
+            return headers
+        }
+
+        /// Refuses: the fallback sends `error` as the request's answer.
+        func refuse(_ error: HTTPErrorResponse) -> HTTPHeaders? {
+            self.refusal = error
+            return nil
+        }
     }
 
     /// A refused SPDY upgrade: NIO passes the request on to the fallback, which answers it.
@@ -47,52 +118,7 @@ enum HTTP1Upgrades {
                 channel.eventLoop.makeSucceededFuture(Self.shouldUpgrade(head, router: router, decision: decision.value))
             },
             upgradePipelineHandler: { channel, _ in
-                if let prepared = decision.value.acceptedSPDYTunnel {
-                    decision.value.acceptedSPDYTunnel = nil
-                    return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
-                        try channel.pipeline.syncOperations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
-                        try channel.pipeline.syncOperations.addHandler(
-                            SPDYOverWebSocketHandler(
-                                prepared: prepared,
-                                logger: router.streaming.logger,
-                                creationTimeout: router.streaming.policy.streamCreationTimeout
-                            )
-                        )
-                    }
-                }
-                if let (prepared, channelProtocol) = decision.value.acceptedPortForward {
-                    decision.value.acceptedPortForward = nil
-                    return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
-                        let operations = channel.pipeline.syncOperations
-                        try operations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
-                        try operations.addHandler(
-                            NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
-                        )
-                        try operations.addHandler(
-                            PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: router.streaming.logger)
-                        )
-                    }
-                }
-                guard let (prepared, channelProtocol) = decision.value.accepted else {
-                    return channel.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "an upgrade without a prepared session"))
-                }
-                decision.value.accepted = nil
-                // The fallback speaks HTTP: it goes before the first frame can reach it.
-                return channel.pipeline.syncOperations.removeHandler(fallback.value).flatMapThrowing {
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
-                    try operations.addHandler(
-                        NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
-                    )
-                    try operations.addHandler(
-                        WebSocketSessionHandler(
-                            channelProtocol: channelProtocol,
-                            prepared: prepared,
-                            registry: router.streaming.registry,
-                            logger: router.streaming.logger
-                        )
-                    )
-                }
+                decision.value.install(on: channel.pipeline, fallback: fallback.value, streaming: router.streaming)
             }
         )
         let spdy = SPDYUpgrader(router: router, decision: decision, fallback: fallback)
@@ -100,84 +126,53 @@ enum HTTP1Upgrades {
         try pipeline.addHandler(fallback.value)
         // A session prepared for an upgrade that never completed gives its slot back.
         channel.closeFuture.whenComplete { _ in
-            if let (prepared, _) = decision.value.accepted {
-                decision.value.accepted = nil
-                prepared.release()
-            }
-            if let (prepared, _) = decision.value.acceptedSPDY {
-                decision.value.acceptedSPDY = nil
-                prepared.release()
-            }
-            if let (prepared, _) = decision.value.acceptedPortForward {
-                decision.value.acceptedPortForward = nil
-                prepared.release()
-            }
-            if let prepared = decision.value.acceptedSPDYPortForward {
-                decision.value.acceptedSPDYPortForward = nil
-                prepared.release()
-            }
-            if let prepared = decision.value.acceptedSPDYTunnel {
-                decision.value.acceptedSPDYTunnel = nil
-                prepared.release()
-            }
+            decision.value.accepted?.release()
+            decision.value.accepted = nil
         }
     }
 
+    /// The WebSocket upgrade check: token (404), subprotocol (403), then the slot and the token.
     private static func shouldUpgrade(_ head: HTTPRequestHead, router: StreamRouter, decision: Decision) -> HTTPHeaders? {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
         if let error = router.streaming.checkToken(kind: kind, token: token) {
-            decision.refusal = error
-            return nil
+            return decision.refuse(error)
         }
-        let offered = head.headers["Sec-WebSocket-Protocol"].flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
-        if kind == .portForward, let tunnel = offered.first(where: { SPDYOverWebSocketHandler.subprotocols.contains($0) }) {
+        let offered = head.headers["Sec-WebSocket-Protocol"]
+        let offeredNames = offered.flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
+        if kind == .portForward, let tunnel = offeredNames.first(where: { SPDYOverWebSocketHandler.subprotocols.contains($0) }) {
             // SPDY tunnelled over WebSocket (client-go's port-forward dialer since 1.31).
             switch router.streaming.preparePortForward(token: token) {
             case .failure(let error):
-                decision.refusal = error
-                return nil
+                return decision.refuse(error)
             case .success(let prepared):
-                decision.acceptedSPDYTunnel = prepared
-                var headers = HTTPHeaders()
-                headers.add(name: "Sec-WebSocket-Protocol", value: tunnel)
-                return headers
+                return decision.accept(.spdyOverWebSocket(prepared), headers: ["Sec-WebSocket-Protocol": tunnel])
             }
         }
-        guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: head.headers["Sec-WebSocket-Protocol"]) else {
-            decision.refusal = HTTPErrorResponse.forbiddenSubprotocol
-            return nil
+        guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: offered) else {
+            return decision.refuse(HTTPErrorResponse.forbiddenSubprotocol)
         }
-        if kind == .portForward {
-            // The port-forward channel protocols: "", v4 and v4.base64 (PROTOCOLS.md §2).
-            guard [.unnamed, .v4, .v4Base64].contains(channelProtocol) else {
-                decision.refusal = HTTPErrorResponse.forbiddenSubprotocol
-                return nil
-            }
-            switch router.streaming.preparePortForward(token: token) {
+        var headers = HTTPHeaders()
+        if channelProtocol != .unnamed {
+            headers.add(name: "Sec-WebSocket-Protocol", value: channelProtocol.rawValue)
+        }
+        guard kind == .portForward else {
+            switch router.streaming.prepare(kind: kind, token: token) {
             case .failure(let error):
-                decision.refusal = error
-                return nil
+                return decision.refuse(error)
             case .success(let prepared):
-                decision.acceptedPortForward = (prepared, channelProtocol)
-                var headers = HTTPHeaders()
-                if channelProtocol != .unnamed {
-                    headers.add(name: "Sec-WebSocket-Protocol", value: channelProtocol.rawValue)
-                }
-                return headers
+                return decision.accept(.webSocketSession(prepared, channelProtocol), headers: headers)
             }
         }
-        switch router.streaming.prepare(kind: kind, token: token) {
+        // The port-forward channel protocols: "", v4 and v4.base64 (PROTOCOLS.md §2).
+        guard [.unnamed, .v4, .v4Base64].contains(channelProtocol) else {
+            return decision.refuse(HTTPErrorResponse.forbiddenSubprotocol)
+        }
+        switch router.streaming.preparePortForward(token: token) {
         case .failure(let error):
-            decision.refusal = error
-            return nil
+            return decision.refuse(error)
         case .success(let prepared):
-            decision.accepted = (prepared, channelProtocol)
-            var headers = HTTPHeaders()
-            if channelProtocol != .unnamed {
-                headers.add(name: "Sec-WebSocket-Protocol", value: channelProtocol.rawValue)
-            }
-            return headers
+            return decision.accept(.webSocketPortForward(prepared, channelProtocol), headers: headers)
         }
     }
 
@@ -193,107 +188,79 @@ enum HTTP1Upgrades {
         return HTTPErrorResponse(status: 400, body: "a streaming URL needs an upgrade: WebSocket (or SPDY/3.1), or HTTP/2\n")
     }
 
-    /// SPDY/3.1 for remote command (PROTOCOLS.md §3a): `X-Stream-Protocol-Version` negotiation,
-    /// then the session handler, which sends nothing before the client's first frame.
+    /// SPDY/3.1 (PROTOCOLS.md §3a, §4): `X-Stream-Protocol-Version` negotiation, then the session
+    /// handler, which sends nothing before the client's first frame.
     struct SPDYUpgrader: HTTPServerProtocolUpgrader, @unchecked Sendable {
         // Used on the connection's event loop only (NIO calls upgraders there).
         let router: StreamRouter
         let decision: NIOLoopBound<Decision>
         let fallback: NIOLoopBound<HTTP1FallbackHandler>
 
+        /// The SPDY port-forward protocol.
+        static let portForwardProtocol = "portforward.k8s.io"
+
         var supportedProtocol: String { "SPDY/3.1" }
         var requiredUpgradeHeaders: [String] { [] }
 
         func buildUpgradeResponse(channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
-            let path = upgradeRequest.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-            guard let (kind, token) = StreamRouter.streamingRoute(path) else {
+            guard let headers = self.check(upgradeRequest, responseHeaders: initialResponseHeaders) else {
+                // NIO passes the request on; the fallback answers with the refusal, if any.
                 return channel.eventLoop.makeFailedFuture(Refused())
             }
-            if let error = self.router.streaming.checkToken(kind: kind, token: token) {
-                return self.refuse(error, on: channel)
+            return channel.eventLoop.makeSucceededFuture(headers)
+        }
+
+        func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+            self.decision.value.install(on: context.pipeline, fallback: self.fallback.value, streaming: self.router.streaming)
+        }
+
+        /// Token (404), a protocol header at all (400), a protocol we serve (403 naming ours),
+        /// then the slot and the token.
+        private func check(_ request: HTTPRequestHead, responseHeaders: HTTPHeaders) -> HTTPHeaders? {
+            let decision = self.decision.value
+            let streaming = self.router.streaming
+            let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
+            if let error = streaming.checkToken(kind: kind, token: token) {
+                return decision.refuse(error)
             }
-            let offered = upgradeRequest.headers["X-Stream-Protocol-Version"]
+            let offered = request.headers["X-Stream-Protocol-Version"]
             guard !offered.isEmpty else {
-                return self.refuse(HTTPErrorResponse(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n"), on: channel)
+                return decision.refuse(HTTPErrorResponse(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n"))
             }
-            if kind == .portForward {
-                let protocols = offered.flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
-                guard protocols.contains(Self.portForwardProtocol) else {
-                    let error = HTTPErrorResponse(
-                        status: 403,
-                        body: "port-forward speaks \(Self.portForwardProtocol)\n",
-                        additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": Self.portForwardProtocol]
-                    )
-                    return self.refuse(error, on: channel)
+            var headers = responseHeaders
+            guard kind != .portForward else {
+                let names = offered.flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
+                guard names.contains(Self.portForwardProtocol) else {
+                    return decision.refuse(Self.noServedProtocol([Self.portForwardProtocol]))
                 }
-                switch self.router.streaming.preparePortForward(token: token) {
+                switch streaming.preparePortForward(token: token) {
                 case .failure(let error):
-                    return self.refuse(error, on: channel)
+                    return decision.refuse(error)
                 case .success(let prepared):
-                    self.decision.value.acceptedSPDYPortForward = prepared
-                    var headers = initialResponseHeaders
                     headers.add(name: "X-Stream-Protocol-Version", value: Self.portForwardProtocol)
-                    return channel.eventLoop.makeSucceededFuture(headers)
+                    return decision.accept(.spdyPortForward(prepared), headers: headers)
                 }
             }
             guard let chosen = SPDYRemoteCommandProtocol.negotiate(headerValues: offered) else {
-                let served = SPDYRemoteCommandProtocol.allCases.map(\.rawValue).joined(separator: ", ")
-                let error = HTTPErrorResponse(
-                    status: 403,
-                    body: "none of the offered stream protocols is served: \(served)\n",
-                    additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": served]
-                )
-                return self.refuse(error, on: channel)
+                return decision.refuse(Self.noServedProtocol(SPDYRemoteCommandProtocol.allCases.map(\.rawValue)))
             }
-            switch self.router.streaming.prepare(kind: kind, token: token) {
+            switch streaming.prepare(kind: kind, token: token) {
             case .failure(let error):
-                return self.refuse(error, on: channel)
+                return decision.refuse(error)
             case .success(let prepared):
-                self.decision.value.acceptedSPDY = (prepared, chosen)
-                var headers = initialResponseHeaders
                 headers.add(name: "X-Stream-Protocol-Version", value: chosen.rawValue)
-                return channel.eventLoop.makeSucceededFuture(headers)
+                return decision.accept(.spdySession(prepared, chosen), headers: headers)
             }
         }
 
-        /// The SPDY port-forward protocol.
-        static let portForwardProtocol = "portforward.k8s.io"
-
-        func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
-            if let prepared = self.decision.value.acceptedSPDYPortForward {
-                self.decision.value.acceptedSPDYPortForward = nil
-                let pipeline = context.pipeline
-                let streaming = self.router.streaming
-                return pipeline.syncOperations.removeHandler(self.fallback.value).flatMapThrowing {
-                    try pipeline.syncOperations.addHandlers(StreamIdleTimeout.handlers(streaming.policy))
-                    try pipeline.syncOperations.addHandler(
-                        SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: streaming.policy.streamCreationTimeout)
-                    )
-                }
-            }
-            guard let (prepared, chosen) = self.decision.value.acceptedSPDY else {
-                return context.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "a SPDY upgrade without a prepared session"))
-            }
-            self.decision.value.acceptedSPDY = nil
-            let pipeline = context.pipeline
-            let router = self.router
-            return pipeline.syncOperations.removeHandler(self.fallback.value).flatMapThrowing {
-                try pipeline.syncOperations.addHandlers(StreamIdleTimeout.handlers(router.streaming.policy))
-                try pipeline.syncOperations.addHandler(
-                    SPDYSessionHandler(
-                        remoteCommandProtocol: chosen,
-                        prepared: prepared,
-                        registry: router.streaming.registry,
-                        logger: router.streaming.logger,
-                        creationTimeout: router.streaming.policy.streamCreationTimeout
-                    )
-                )
-            }
-        }
-
-        private func refuse(_ error: HTTPErrorResponse, on channel: any Channel) -> EventLoopFuture<HTTPHeaders> {
-            self.decision.value.refusal = error
-            return channel.eventLoop.makeFailedFuture(Refused())
+        private static func noServedProtocol(_ served: [String]) -> HTTPErrorResponse {
+            let list = served.joined(separator: ", ")
+            return HTTPErrorResponse(
+                status: 403,
+                body: "none of the offered stream protocols is served: \(list)\n",
+                additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": list]
+            )
         }
     }
 }

@@ -112,11 +112,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         var header = ByteBuffer()
         header.reserveCapacity(NativeFrameEncoder.headerByteCount)
         NativeFrameEncoder.writeHeader(channel: channel.rawValue, payloadByteCount: byteCount, into: &header)
-        switch self.stream.writeOnEventLoop(contentsOf: [header] + chunks) {
-        case .writable: return .writable
-        case .aboveHighWatermark: return .aboveHighWatermark
-        case .closed: return .closed
-        }
+        return SessionOutputWriteResult(self.stream.writeOnEventLoop(contentsOf: [header] + chunks))
     }
 
     func whenWritable(_ callback: @escaping () -> Void) {
@@ -151,6 +147,18 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         if !self.responseEnded {
             self.responseEnded = true
             self.stream.reset(code: HTTP2ErrorCode.cancel)
+        }
+    }
+}
+
+extension SessionOutputWriteResult {
+    /// What a write to an HTTP/2 stream means for the session: the stream's watermarks are the
+    /// client's.
+    init(_ result: HTTP2WriteResult) {
+        switch result {
+        case .writable: self = .writable
+        case .aboveHighWatermark: self = .aboveHighWatermark
+        case .closed: self = .closed
         }
     }
 }

@@ -40,7 +40,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     private var earlyStdinEnded = false
     private var resizes = TerminalSizeDecoder()
     private var creationTimer: Scheduled<Void>?
-    private var writableCallbacks: [() -> Void] = []
+    private var writability = WritabilityWaiters()
     private var ended = false
     private var released = false
 
@@ -81,9 +81,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     func channelInactive(context: ChannelHandlerContext) {
         self.creationTimer?.cancel()
         self.ended = true
-        let callbacks = self.writableCallbacks
-        self.writableCallbacks = []
-        callbacks.forEach { $0() }
+        self.writability.resume()
         if let session = self.session {
             session.clientVanished()
         } else {
@@ -94,9 +92,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            let callbacks = self.writableCallbacks
-            self.writableCallbacks = []
-            callbacks.forEach { $0() }
+            self.writability.resume()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -258,11 +254,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     }
 
     func whenWritable(_ callback: @escaping () -> Void) {
-        guard let context = self.context, context.channel.isActive, !context.channel.isWritable else {
-            callback()
-            return
-        }
-        self.writableCallbacks.append(callback)
+        self.writability.whenWritable(self.context?.channel, callback)
     }
 
     func finishOutputs(_ streams: Set<StandardStream>) {

@@ -19,14 +19,7 @@ struct StreamingEndpoint: Sendable {
     /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
     func serve(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let head = stream.head
-        if let error = self.checkToken(kind: kind, token: token) {
-            StreamRouter.respond(stream, error)
-            return
-        }
-        if kind == .portForward {
-            StreamRouter.respond(stream, Self.portForwardOverHTTP2)
-            return
-        }
+        guard self.passesHTTP2Checks(stream, kind: kind, token: token) else { return }
         guard head.method == "POST" else {
             StreamRouter.respond(stream, status: 405, headers: ["allow": "POST"], body: "streaming over HTTP/2 uses POST\n")
             return
@@ -66,14 +59,7 @@ struct StreamingEndpoint: Sendable {
     /// stream's event loop. The checks are the HTTP/1.1 upgrade's: token (404), `:protocol
     /// websocket` (400), subprotocol (403), session slot (429); then the token is spent.
     func serveWebSocket(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
-        if let error = self.checkToken(kind: kind, token: token) {
-            StreamRouter.respond(stream, error)
-            return
-        }
-        if kind == .portForward {
-            StreamRouter.respond(stream, Self.portForwardOverHTTP2)
-            return
-        }
+        guard self.passesHTTP2Checks(stream, kind: kind, token: token) else { return }
         guard stream.head.extendedConnectProtocol == "websocket" else {
             StreamRouter.respond(stream, status: 400, body: "CONNECT on a streaming URL needs :protocol websocket (RFC 8441)\n")
             return
@@ -96,30 +82,17 @@ struct StreamingEndpoint: Sendable {
         body: "port-forward is served over WebSocket (HTTP/1.1) and SPDY/3.1, not HTTP/2\n"
     )
 
-    /// The last checks of a port-forward: a session slot (429, token unspent), then the token is
-    /// spent and its sandbox resolved.
-    func preparePortForward(token: String) -> Result<PreparedPortForward, HTTPErrorResponse> {
-        guard self.sessions.reserve() else {
-            let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
-            return .failure(HTTPErrorResponse(error, retryAfterSeconds: 1))
+    /// The first checks on HTTP/2: the token, then the route's kind. False once answered.
+    private func passesHTTP2Checks(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) -> Bool {
+        if let error = self.checkToken(kind: kind, token: token) {
+            StreamRouter.respond(stream, error)
+            return false
         }
-        let sessions = self.sessions
-        do throws(ExecStreamError) {
-            switch try self.requests.consume(StreamingToken(rawValue: token), kind: .portForward) {
-            case .portForward(let sandboxID, let ports):
-                let sandbox = try self.containers.container(sandboxID)
-                let valid = ports.compactMap { (1...65535).contains($0) ? UInt16($0) : nil }
-                guard valid.count == ports.count else {
-                    throw ExecStreamError(code: .invalidArgument, message: "port-forward ports must be 1-65535")
-                }
-                return .success(PreparedPortForward(sandbox: sandbox.spec, ports: valid, release: { sessions.release() }))
-            case .exec, .attach:
-                throw ExecStreamError(code: .notFound, message: "unknown or expired portforward token")
-            }
-        } catch {
-            sessions.release()
-            return .failure(HTTPErrorResponse(error))
+        if kind == .portForward {
+            StreamRouter.respond(stream, Self.portForwardOverHTTP2)
+            return false
         }
+        return true
     }
 
     /// The first check of every protocol: an unknown, expired, spent or wrong-kind token is 404
@@ -131,45 +104,64 @@ struct StreamingEndpoint: Sendable {
         return nil
     }
 
-    /// The last checks, once the protocol's own passed: a session slot (429, token unspent), then
-    /// the token is spent and its request resolved against the container.
+    /// The last checks of an exec or attach, once the protocol's own passed (see `redeem`).
     func prepare(kind: StreamingRequestKind, token: String) -> Result<PreparedSession, HTTPErrorResponse> {
+        self.redeem(kind: kind, token: token) { request throws(ExecStreamError) in
+            let containerID: String
+            let target: ExecSessionPlan.Target
+            let streams: (tty: Bool, stdin: Bool, stdout: Bool, stderr: Bool)
+            switch request {
+            case .exec(let id, let command, let tty, let stdin, let stdout, let stderr):
+                (containerID, target, streams) = (id, .exec(command: command), (tty, stdin, stdout, stderr))
+            case .attach(let id, let tty, let stdin, let stdout, let stderr):
+                (containerID, target, streams) = (id, .attach, (tty, stdin, stdout, stderr))
+            case .portForward:
+                throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
+            }
+            let container = try self.containers.container(containerID)
+            return ExecSessionPlan(
+                container: container.spec,
+                target: target,
+                tty: streams.tty,
+                stdin: streams.stdin,
+                stdout: streams.stdout,
+                stderr: streams.stderr,
+                policy: self.policy,
+                supervisor: self.supervisor
+            )
+        }.map { PreparedSession(plan: $0.value, release: $0.release) }
+    }
+
+    /// The last checks of a port-forward (see `redeem`); its ports must be 1-65535.
+    func preparePortForward(token: String) -> Result<PreparedPortForward, HTTPErrorResponse> {
+        self.redeem(kind: .portForward, token: token) { request throws(ExecStreamError) in
+            guard case .portForward(let sandboxID, let ports) = request else {
+                throw ExecStreamError(code: .notFound, message: "unknown or expired portforward token")
+            }
+            let sandbox = try self.containers.container(sandboxID)
+            let valid = ports.compactMap { (1...65535).contains($0) ? UInt16($0) : nil }
+            guard valid.count == ports.count else {
+                throw ExecStreamError(code: .invalidArgument, message: "port-forward ports must be 1-65535")
+            }
+            return (sandbox.spec, valid)
+        }.map { PreparedPortForward(sandbox: $0.value.0, ports: $0.value.1, release: $0.release) }
+    }
+
+    /// A session slot (429, token unspent), then the token is spent and its request resolved.
+    /// On any failure the slot goes back; on success its release goes with the value.
+    private func redeem<Value>(
+        kind: StreamingRequestKind,
+        token: String,
+        resolve: (StreamingRequest) throws(ExecStreamError) -> Value
+    ) -> Result<(value: Value, release: @Sendable () -> Void), HTTPErrorResponse> {
         guard self.sessions.reserve() else {
             let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
             return .failure(HTTPErrorResponse(error, retryAfterSeconds: 1))
         }
         let sessions = self.sessions
         do throws(ExecStreamError) {
-            let plan: ExecSessionPlan
-            switch try self.requests.consume(StreamingToken(rawValue: token), kind: kind) {
-            case .exec(let containerID, let command, let tty, let stdin, let stdout, let stderr):
-                let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(
-                    container: container.spec,
-                    target: .exec(command: command),
-                    tty: tty,
-                    stdin: stdin,
-                    stdout: stdout,
-                    stderr: stderr,
-                    policy: self.policy,
-                    supervisor: self.supervisor
-                )
-            case .attach(let containerID, let tty, let stdin, let stdout, let stderr):
-                let container = try self.containers.container(containerID)
-                plan = ExecSessionPlan(
-                    container: container.spec,
-                    target: .attach,
-                    tty: tty,
-                    stdin: stdin,
-                    stdout: stdout,
-                    stderr: stderr,
-                    policy: self.policy,
-                    supervisor: self.supervisor
-                )
-            case .portForward:
-                throw ExecStreamError(code: .notFound, message: "port-forward is not served on this route")
-            }
-            return .success(PreparedSession(plan: plan, release: { sessions.release() }))
+            let value = try resolve(try self.requests.consume(StreamingToken(rawValue: token), kind: kind))
+            return .success((value, { sessions.release() }))
         } catch {
             sessions.release()
             return .failure(HTTPErrorResponse(error))

@@ -45,7 +45,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
                 loopBound.value.session.clientVanished()
             }
         }
-        let receiver = NIOLoopBound(KubernetesChannelProtocolSessionBox(channelProtocol: channelProtocol), eventLoop: stream.eventLoop)
+        let receiver = NIOLoopBoundBox(KubernetesChannelProtocolSession(channelProtocol: channelProtocol), eventLoop: stream.eventLoop)
         Task {
             await Self.readFrames(from: stream, into: loopBound, receiver: receiver, stdin: stdin, logger: logger)
         }
@@ -56,7 +56,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
     private static func readFrames(
         from stream: HTTP2ServerStream,
         into bound: NIOLoopBound<(client: WebSocketHTTP2SessionClient, session: ExecSession)>,
-        receiver: NIOLoopBound<KubernetesChannelProtocolSessionBox>,
+        receiver: NIOLoopBoundBox<KubernetesChannelProtocolSession>,
         stdin: ClientInputProducer?,
         logger: Logger
     ) async {
@@ -88,7 +88,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
                         fragments = nil
                         let whole = message
                         let paused = try await stream.eventLoop.submit {
-                            try receiver.value.session.receive(whole, stdin: stdin, session: bound.value.session)
+                            try receiver.value.receive(whole, stdin: stdin, session: bound.value.session)
                         }.get()
                         if paused, let stdin {
                             await stdin.waitUntilResumed()
@@ -166,11 +166,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
             header.writeInteger(channel.rawValue)
             buffers = [header] + chunks
         }
-        switch self.stream.writeOnEventLoop(contentsOf: buffers) {
-        case .writable: return .writable
-        case .aboveHighWatermark: return .aboveHighWatermark
-        case .closed: return .closed
-        }
+        return SessionOutputWriteResult(self.stream.writeOnEventLoop(contentsOf: buffers))
     }
 
     func whenWritable(_ callback: @escaping () -> Void) {
@@ -195,14 +191,5 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
         guard !self.ended else { return }
         self.ended = true
         self.stream.reset(code: HTTP2ErrorCode.cancel)
-    }
-}
-
-/// The receiving half's mutable state (the resize decoder), kept on the event loop.
-final class KubernetesChannelProtocolSessionBox {
-    var session: KubernetesChannelProtocolSession
-
-    init(channelProtocol: KubernetesChannelProtocol) {
-        self.session = KubernetesChannelProtocolSession(channelProtocol: channelProtocol)
     }
 }

@@ -22,7 +22,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     private var context: ChannelHandlerContext?
     private var session: ExecSession?
     private var stdin: ClientInputProducer?
-    private var writableCallbacks: [() -> Void] = []
+    private var writability = WritabilityWaiters()
     /// The status and the close frame have been sent.
     private var ended = false
     private var vanished = false
@@ -48,17 +48,13 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
 
     func channelInactive(context: ChannelHandlerContext) {
         self.clientGone()
-        let callbacks = self.writableCallbacks
-        self.writableCallbacks = []
-        callbacks.forEach { $0() }
+        self.writability.resume()
         context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            let callbacks = self.writableCallbacks
-            self.writableCallbacks = []
-            callbacks.forEach { $0() }
+            self.writability.resume()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -154,11 +150,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     }
 
     func whenWritable(_ callback: @escaping () -> Void) {
-        guard let context = self.context, context.channel.isActive, !context.channel.isWritable else {
-            callback()
-            return
-        }
-        self.writableCallbacks.append(callback)
+        self.writability.whenWritable(self.context?.channel, callback)
     }
 
     func finishOutputs(_ streams: Set<StandardStream>) {

@@ -27,6 +27,7 @@ def pkg_config() -> str:
 
 
 import dataclasses
+import http.server
 import queue
 import threading
 import signal
@@ -143,3 +144,24 @@ def cri(tmp_path_factory):
     )
     sys.path.insert(0, str(out))
     return importlib.import_module("runtime.v1.api_pb2"), importlib.import_module("runtime.v1.api_pb2_grpc")
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server answering 200 with a body that names its path."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"hello from {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()

@@ -155,6 +155,18 @@ class SPDYClient:
                 if flags & 1:
                     self.fin.add(stream_id)
 
+    def forward_get(self, port: int, request_id: int, path: str) -> bytes:
+        """One forwarded connection as client-go makes it (error stream half-closed at once, then
+        the data stream, paired by requestid) carrying one HTTP/1.1 GET; returns the response."""
+        headers = {"port": str(port), "requestid": str(request_id)}
+        self.open_stream("error", fin=True, headers=headers, key=f"error-{request_id}")
+        self.open_stream("data", headers=headers, key=f"data-{request_id}")
+        self.send(f"data-{request_id}", f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data_stream = self.streams[f"data-{request_id}"]
+        while data_stream not in self.fin:
+            self.pump()
+        return self.received[data_stream]
+
     def check_independently(self, data: bytes):
         for frame in self.independent.read_frames(data) or []:
             if frame["control"]:

@@ -1,6 +1,7 @@
 """A mirror of critest's streaming conformance tests (PROTOCOLS.md §6), run over each transport a
 client may use: SPDY/3.1 (crictl's and the kubelet's default), WebSocket v5 (crictl -r
-websocket) and ExecStream's native HTTP/2 format."""
+websocket) and ExecStream's native HTTP/2 format. Port-forward runs in critest's two modes:
+SPDY, and SPDY tunnelled over WebSocket (-websocket-portforward)."""
 import json
 import os
 import select
@@ -134,6 +135,22 @@ def test_attach_with_stdin_once(runtime, transport):
     assert status == {"metadata": {}, "status": "Success"}
     state = service.ContainerStatus(api.ContainerStatusRequest(container_id=container), timeout=10).status.state
     assert state == api.CONTAINER_EXITED
+
+
+@pytest.mark.parametrize("mode", ["spdy", "websocket"])
+def test_port_forward_gets_200(runtime, http_server, mode):
+    # critest forwards to the pod's port 80 with SPDY by default and through the SPDY tunnel over
+    # WebSocket with -websocket-portforward; the pod's port here is the local HTTP server's.
+    api, service = runtime
+    url = service.PortForward(api.PortForwardRequest(pod_sandbox_id="demo", port=[http_server]), timeout=10).url
+    if mode == "spdy":
+        client = SPDYClient(url, ["portforward.k8s.io"])
+    else:
+        client = SPDYClient.over_websocket(url)
+    response = client.forward_get(http_server, 0, "/")
+    assert response.startswith(b"HTTP/1.0 200 OK")
+    assert client.output("error-0") == b""
+    client.close()
 
 
 def test_exec_sync_and_its_timeout_leave_no_process(runtime):

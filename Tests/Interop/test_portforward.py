@@ -1,8 +1,6 @@
 """Port-forward over the WebSocket channel protocol (PROTOCOLS.md §4) to a local HTTP server,
 with the Python `kubernetes` package's PortForward client and websocket-client byte checks."""
-import http.server
 import socket
-import threading
 
 import grpc
 import pytest
@@ -16,27 +14,6 @@ def runtime(server, cri):
     api, stubs = cri
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield api, stubs.RuntimeServiceStub(channel)
-
-
-@pytest.fixture
-def http_server():
-    """A local HTTP server answering 200 with a body that names its path."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f"hello from {self.path}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
 
 
 def portforward_url(runtime, ports) -> str:
@@ -124,18 +101,6 @@ def test_port_forward_is_not_served_over_http2(runtime):
 # --- SPDY portforward.k8s.io, direct and tunnelled over WebSocket ---
 
 
-def spdy_forward_get(client, port: int, request_id: int, path: str) -> bytes:
-    """client-go's sequence per connection: error stream (half-closed), then data stream."""
-    headers = {"port": str(port), "requestid": str(request_id)}
-    client.open_stream("error", fin=True, headers=headers, key=f"error-{request_id}")
-    client.open_stream("data", headers=headers, key=f"data-{request_id}")
-    client.send(f"data-{request_id}", f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-    data_stream = client.streams[f"data-{request_id}"]
-    while data_stream not in client.fin:
-        client.pump()
-    return client.received[data_stream]
-
-
 @pytest.mark.parametrize("transport", ["spdy", "spdy-over-websocket", "v2-alias"])
 def test_spdy_port_forward_two_connections(runtime, http_server, transport):
     from spdy_client import SPDYClient
@@ -149,7 +114,7 @@ def test_spdy_port_forward_two_connections(runtime, http_server, transport):
         client = SPDYClient.over_websocket(url, subprotocol)
         assert client.protocol.lower() == subprotocol.lower()  # websocket-client lowercases what it reads
     for request_id, path in enumerate(["/first", "/second"]):
-        response = spdy_forward_get(client, http_server, request_id, path)
+        response = client.forward_get(http_server, request_id, path)
         assert response.startswith(b"HTTP/1.0 200 OK") and response.endswith(f"hello from {path}".encode())
         assert client.output(f"error-{request_id}") == b""
     client.close()

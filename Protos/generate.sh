@@ -31,4 +31,7 @@ generate() {
 
 generate Sources/ExecStreamProtos/Generated Protos/grpc/health/v1/health.proto
 generate Sources/ExecStreamProtos/Generated Protos/runtime/v1/api.proto
+generate Sources/ExecStreamProtos/Generated Protos/containerd/types/transfer/streaming.proto
+generate Sources/ExecStreamProtos/Generated Protos/containerd/services/streaming/v1/streaming.proto
+generate Sources/ExecStreamProtos/Generated Protos/execstream/v1/containers.proto
 echo "generated: $(git status --short -- Sources/*/Generated | wc -l) changed file(s)"

@@ -15,6 +15,7 @@ extension RPCError {
         case .invalidArgument, .malformedInput: code = .invalidArgument
         case .messageTooLarge: code = .resourceExhausted
         case .failedPrecondition: code = .failedPrecondition
+        case .preempted: code = .aborted
         default: code = .internalError
         }
         self.init(code: code, message: error.message, cause: error)

@@ -41,7 +41,10 @@ public final class ExecStreamServer: Service, Sendable {
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let transport = GRPCHTTP2ServerTransport(configuration: self.configuration.grpc)
-        let health = HealthService(services: ["grpc.health.v1.Health", "runtime.v1.RuntimeService", "runtime.v1.ImageService"])
+        let health = HealthService(services: [
+            "grpc.health.v1.Health", "runtime.v1.RuntimeService", "runtime.v1.ImageService",
+            "containerd.services.streaming.v1.Streaming",
+        ])
         let containers = ContainerStore()
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
         for spec in self.configuration.containers {
@@ -74,7 +77,8 @@ public final class ExecStreamServer: Service, Sendable {
             execSyncOutputLimit: self.configuration.execSyncOutputLimit,
             supervisor: supervisor
         )
-        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService()])
+        let containerdStreaming = ContainerdStreamingService(registry: registry, logger: self.logger)
+        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService(), containerdStreaming])
         let streaming = StreamingEndpoint(
             requests: requests,
             containers: containers,

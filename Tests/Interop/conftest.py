@@ -128,22 +128,47 @@ def server(execstream_bin, tmp_path_factory):
     assert stop_server(running) == 0
 
 
-@pytest.fixture(scope="session")
-def cri(tmp_path_factory):
-    """Python stubs for Protos/runtime/v1/api.proto, compiled here by grpcio-tools: an independent
-    code generator reading the same contract as our Swift code."""
+def compile_protos(tmp_path_factory, name: str, *protos: str):
+    """Python stubs for our .proto files, compiled here by grpcio-tools: an independent code
+    generator reading the same contract as our Swift code. Returns the modules, in order."""
     import importlib
     import pathlib
     import sys
 
-    out = tmp_path_factory.mktemp("cri_stubs")
-    protos = pathlib.Path(__file__).resolve().parents[2] / "Protos"
+    out = tmp_path_factory.mktemp(name)
+    root = pathlib.Path(__file__).resolve().parents[2] / "Protos"
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}", "runtime/v1/api.proto"],
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{root}", f"--python_out={out}", f"--grpc_python_out={out}", *protos],
         check=True,
     )
     sys.path.insert(0, str(out))
-    return importlib.import_module("runtime.v1.api_pb2"), importlib.import_module("runtime.v1.api_pb2_grpc")
+    modules = []
+    for proto in protos:
+        base = proto[: -len(".proto")].replace("/", ".")
+        modules.append(importlib.import_module(base + "_pb2"))
+        modules.append(importlib.import_module(base + "_pb2_grpc"))
+    return modules
+
+
+@pytest.fixture(scope="session")
+def cri(tmp_path_factory):
+    """runtime.v1: (messages, stubs)."""
+    api, stubs = compile_protos(tmp_path_factory, "cri_stubs", "runtime/v1/api.proto")
+    return api, stubs
+
+
+@pytest.fixture(scope="session")
+def containerd_protos(tmp_path_factory):
+    """containerd's streaming service and transfer messages, and the execstream.v1 container API:
+    (streaming messages, streaming stubs, transfer messages, containers messages, containers stubs)."""
+    streaming, streaming_stubs, transfer, _, containers, containers_stubs = compile_protos(
+        tmp_path_factory,
+        "containerd_stubs",
+        "containerd/services/streaming/v1/streaming.proto",
+        "containerd/types/transfer/streaming.proto",
+        "execstream/v1/containers.proto",
+    )
+    return streaming, streaming_stubs, transfer, containers, containers_stubs
 
 
 @pytest.fixture

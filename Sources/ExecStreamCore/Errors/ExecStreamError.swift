@@ -15,6 +15,7 @@ public struct ExecStreamError: Error, Hashable, Sendable, CustomStringConvertibl
             case malformedInput
             case messageTooLarge
             case failedPrecondition
+            case preempted
             case internalError
         }
 
@@ -38,6 +39,8 @@ public struct ExecStreamError: Error, Hashable, Sendable, CustomStringConvertibl
         public static let messageTooLarge = Code(.messageTooLarge)
         /// The request is valid but the target is not in a state to serve it (container not running).
         public static let failedPrecondition = Code(.failedPrecondition)
+        /// A newer stream for the same channel took over (newest attach wins). gRPC ABORTED.
+        public static let preempted = Code(.preempted)
         /// A bug or an unexpected failure of our own.
         public static let internalError = Code(.internalError)
 

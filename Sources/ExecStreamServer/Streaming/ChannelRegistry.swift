@@ -23,6 +23,16 @@ enum IOChannelConsumerEnd: Hashable, Sendable {
     case endOfStream
 }
 
+/// Whether a channel id means anything to the registry.
+enum IOChannelPresence: Hashable, Sendable {
+    /// Registered and not yet removed.
+    case live
+    /// Removed after draining (or collected); its tombstone answers for a while.
+    case ended
+    /// Never registered, or its tombstone has expired.
+    case unknown
+}
+
 /// The producer end of one IOChannel: the process's output reader, or a client writing stdin.
 protocol IOChannelProducer: AnyObject, Sendable {
     /// Pause or resume reading. Signals can arrive out of order across threads; apply one only if
@@ -65,6 +75,15 @@ final class ChannelRegistry: Sendable {
     /// A read-only view of a live channel.
     func snapshot(of id: IOChannelID) -> IOChannelSnapshot? {
         self.state.withLock { $0.machine.snapshot(of: id) }
+    }
+
+    /// Whether `id` is live, has ended (its tombstone is there), or is unknown: why an attach
+    /// found nothing to consume or produce into.
+    func presence(of id: IOChannelID) -> IOChannelPresence {
+        self.state.withLock { state in
+            if state.machine.snapshot(of: id) != nil { return .live }
+            return state.machine.isTombstoned(id) ? .ended : .unknown
+        }
     }
 
     // MARK: Lifecycle

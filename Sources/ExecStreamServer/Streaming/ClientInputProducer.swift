@@ -17,6 +17,7 @@ final class ClientInputProducer: IOChannelProducer {
         var done = false
         var waiters: [CheckedContinuation<Void, Never>] = []
         var resumeCallbacks: [@Sendable () -> Void] = []
+        var stopCallbacks: [@Sendable () -> Void] = []
     }
 
     private let id: IOChannelID
@@ -118,7 +119,30 @@ final class ClientInputProducer: IOChannelProducer {
     }
 
     func stop() {
-        _ = self.finish()
+        guard self.finish() != nil else { return }
+        let callbacks = self.state.withLock { state in
+            defer { state.stopCallbacks = [] }
+            return state.stopCallbacks
+        }
+        callbacks.forEach { $0() }
+    }
+
+    /// Calls `callback` once if the registry stops this producer (a newer producer took the
+    /// channel, or the channel is closing); never after the producer closed or detached itself.
+    func whenStopped(_ callback: @escaping @Sendable () -> Void) {
+        self.state.withLock { state in
+            if !state.done { state.stopCallbacks.append(callback) }
+        }
+    }
+
+    /// Its generation once attached.
+    var generation: ProducerGeneration? {
+        self.state.withLock { $0.generation }
+    }
+
+    /// True once producing is over, by `stop`, `close` or `detach`.
+    var isDone: Bool {
+        self.state.withLock { $0.done }
     }
 
     private func finish() -> ProducerGeneration? {

@@ -205,10 +205,10 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
                 status.metadata = .with { $0.name = record.spec.name }
                 status.state = Self.state(of: record)
                 status.createdAt = record.createdAt
-                status.startedAt = record.createdAt
+                status.startedAt = record.startedAt ?? 0
                 status.exitCode = record.exitCode ?? 0
                 status.finishedAt = record.finishedAt ?? 0
-                status.reason = record.isRunning ? "" : (record.exitCode == 0 ? "Completed" : "Error")
+                status.reason = record.reason ?? ""
                 status.labels = record.spec.labels
                 status.image = .with { $0.image = record.spec.reportedImage }
                 status.imageRef = record.spec.reportedImage
@@ -217,7 +217,11 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
     }
 
     private static func state(of record: ContainerRecord) -> Runtime_V1_ContainerState {
-        record.isRunning ? .containerRunning : .containerExited
+        switch record.state {
+        case .created: .containerCreated
+        case .running: .containerRunning
+        case .exited: .containerExited
+        }
     }
 
     private static func container(from record: ContainerRecord) -> Runtime_V1_Container {

@@ -43,18 +43,13 @@ public final class ExecStreamServer: Service, Sendable {
         let transport = GRPCHTTP2ServerTransport(configuration: self.configuration.grpc)
         let health = HealthService(services: [
             "grpc.health.v1.Health", "runtime.v1.RuntimeService", "runtime.v1.ImageService",
-            "containerd.services.streaming.v1.Streaming",
+            "containerd.services.streaming.v1.Streaming", "execstream.v1.Containers",
         ])
         let containers = ContainerStore()
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
         for spec in self.configuration.containers {
-            if spec.isolation == .namespaces && spec.mainProcess == nil {
-                throw ServerError(
-                    code: .invalidConfiguration,
-                    message: "container \"\(spec.id)\": namespaces isolation needs a main process (its namespaces are the main process's)"
-                )
-            }
             do {
+                try spec.validate()
                 try containers.add(spec, now: now)
             } catch {
                 throw ServerError(code: .invalidConfiguration, message: error.message)
@@ -78,7 +73,8 @@ public final class ExecStreamServer: Service, Sendable {
             supervisor: supervisor
         )
         let containerdStreaming = ContainerdStreamingService(registry: registry, logger: self.logger)
-        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService(), containerdStreaming])
+        let containerAPI = ContainerService(store: containers, supervisor: supervisor, eventLoops: group)
+        let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService(), containerdStreaming, containerAPI])
         let streaming = StreamingEndpoint(
             requests: requests,
             containers: containers,

@@ -36,6 +36,8 @@ struct StreamRouter: Sendable {
         case ("GET", "/debug/bytes") where self.enableBenchmarkRoutes:
             let size = Self.queryValue("size", in: head.path ?? "").flatMap { Int($0) } ?? 0
             Self.streamBytes(stream, count: size)
+        case ("GET", "/debug/registry") where self.enableBenchmarkRoutes:
+            Self.respond(stream, status: 200, body: self.registryReport)
         default:
             Self.respond(stream, status: 404, body: Self.notFoundBody)
         }
@@ -52,6 +54,11 @@ struct StreamRouter: Sendable {
         return nil
     }
 
+    /// `/debug/registry`: live IOChannels, for leak checks (back at the baseline once sessions end).
+    private var registryReport: String {
+        "{\"channels\":\(self.streaming.liveChannelCount)}\n"
+    }
+
     /// Answers an HTTP/1.1 request that no upgrade took; `refusal` is what the upgrade check
     /// decided about it, if it was a streaming request.
     func respond(toHTTP1 head: HTTPRequestHead, refusal: HTTPErrorResponse?) -> HTTP1FallbackHandler.Response {
@@ -61,6 +68,8 @@ struct StreamRouter: Sendable {
         switch (head.method, head.uri.split(separator: "?").first.map(String.init)) {
         case (.GET, "/healthz"?):
             return HTTP1FallbackHandler.Response(status: .ok, body: "ok\n")
+        case (.GET, "/debug/registry"?) where self.enableBenchmarkRoutes:
+            return HTTP1FallbackHandler.Response(status: .ok, body: self.registryReport)
         default:
             return HTTP1FallbackHandler.Response(status: .notFound, body: Self.notFoundBody)
         }

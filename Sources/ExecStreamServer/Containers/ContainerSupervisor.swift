@@ -48,12 +48,117 @@ final class ContainerSupervisor: Sendable {
         self.logger = logger
     }
 
-    /// Starts the main process of every container that declares one.
+    /// Registers the channels of every declared container and starts them (the configuration's
+    /// containers run from the server's start).
     func startAll(on eventLoop: any EventLoop) async throws(ExecStreamError) {
         for record in self.store.all() {
-            guard let main = record.spec.mainProcess else { continue }
-            try await self.start(record.spec, main: main, on: eventLoop)
+            self.registerChannels(of: record.spec)
+            try await self.start(record.spec.id, on: eventLoop)
         }
+    }
+
+    /// Declares a container (CREATED) and registers its main process's channels, so streams can
+    /// attach before it starts.
+    func create(_ spec: ContainerSpec) throws(ExecStreamError) {
+        try self.store.add(spec, now: Self.now())
+        self.registerChannels(of: spec)
+    }
+
+    /// Starts a CREATED container's main process (a container without one just runs).
+    func start(_ id: String, on eventLoop: any EventLoop) async throws(ExecStreamError) {
+        let record = try self.store.container(id)
+        guard self.store.markStarted(record.spec.id, now: Self.now()) else {
+            throw ExecStreamError(code: .failedPrecondition, message: "container \"\(record.spec.id)\" is \(record.state), not created")
+        }
+        guard let main = record.spec.mainProcess else { return }
+        do {
+            try await self.spawn(record.spec, main: main, on: eventLoop)
+        } catch {
+            self.store.markStartFailed(record.spec.id)
+            throw error
+        }
+    }
+
+    /// Stops a running container: SIGTERM to its main process's group, SIGKILL after `grace`
+    /// (at once for zero); returns once it has exited. A container that is not running is left
+    /// as it is (a CREATED one becomes EXITED).
+    func stop(_ id: String, grace: TimeAmount) async throws(ExecStreamError) {
+        let record = try self.store.container(id)
+        switch record.state {
+        case .exited:
+            return
+        case .created:
+            self.store.markStopping(record.spec.id)
+            self.store.markExited(record.spec.id, exitCode: 0, now: Self.now())
+            self.closeChannels(of: record.spec)
+            return
+        case .running:
+            break
+        }
+        self.store.markStopping(record.spec.id)
+        guard let main = self.mainProcess(of: record.spec.id) else {
+            // No main process (or it is exiting now): the container ends here.
+            if record.spec.mainProcess == nil {
+                self.store.markExited(record.spec.id, exitCode: 0, now: Self.now())
+            }
+            _ = try? await self.store.waitForExit(record.spec.id)
+            return
+        }
+        let (exited, continuation) = AsyncStream<Void>.makeStream()
+        guard let token = self.observeExit(of: record.spec.id, { _ in continuation.finish() }) else { return }
+        defer { self.removeObserver(token, of: record.spec.id) }
+        let signal = grace > .zero ? SIGTERM : SIGKILL
+        ProcessSpawner.signalGroup(of: main.pid, signal)
+        if grace > .zero {
+            let killer = Task {
+                try await Task.sleep(for: .nanoseconds(grace.nanoseconds))
+                ProcessSpawner.signalGroup(of: main.pid, SIGKILL)
+            }
+            defer { killer.cancel() }
+            for await _ in exited {}
+        } else {
+            for await _ in exited {}
+        }
+        // The store learns of the exit from the reaper's task; wait for that too.
+        _ = try? await self.store.waitForExit(record.spec.id)
+    }
+
+    /// Stops `id` if it runs, then forgets it. Its output channels drain to their consumers and
+    /// then disappear; its stdin channel closes.
+    func remove(_ id: String, grace: TimeAmount) async throws(ExecStreamError) {
+        let record = try self.store.container(id)
+        try await self.stop(record.spec.id, grace: grace)
+        self.closeChannels(of: record.spec)
+        self.state.withLock { _ = $0.entries.removeValue(forKey: record.spec.id) }
+        self.store.remove(record.spec.id)
+    }
+
+    /// The channels of `spec`'s main process: stdout, stderr unless it has a terminal, and stdin
+    /// if it takes one.
+    private static func channels(of spec: ContainerSpec) -> [IOChannelID] {
+        guard let main = spec.mainProcess else { return [] }
+        var streams: [StandardStream] = main.tty ? [.stdout] : [.stdout, .stderr]
+        if main.stdin {
+            streams.append(.stdin)
+        }
+        return streams.map { IOChannelID(owner: spec.id, stream: $0) }
+    }
+
+    private func registerChannels(of spec: ContainerSpec) {
+        for id in Self.channels(of: spec) {
+            _ = self.registry.register(id)
+        }
+    }
+
+    /// Ends the channels: what is queued still drains, then end of stream.
+    private func closeChannels(of spec: ContainerSpec) {
+        for id in Self.channels(of: spec) {
+            self.registry.requestRemoval(id)
+        }
+    }
+
+    private static func now() -> Int64 {
+        Int64(Date().timeIntervalSince1970 * 1_000_000_000)
     }
 
     /// How a process runs in `container`: its environment, directory, credentials, and for
@@ -82,7 +187,7 @@ final class ContainerSupervisor: Sendable {
         return configuration
     }
 
-    private func start(_ spec: ContainerSpec, main: MainProcessSpec, on eventLoop: any EventLoop) async throws(ExecStreamError) {
+    private func spawn(_ spec: ContainerSpec, main: MainProcessSpec, on eventLoop: any EventLoop) async throws(ExecStreamError) {
         let id = spec.id
         let channel = { (stream: StandardStream) in IOChannelID(owner: id, stream: stream) }
         var configuration = ProcessConfiguration(
@@ -115,12 +220,6 @@ final class ContainerSupervisor: Sendable {
             ? [(.stdout, dup(process.terminal!))]
             : [(.stdout, process.stdout!), (.stderr, process.stderr!)]
         let input: Int32? = main.tty ? (main.stdin ? dup(process.terminal!) : nil) : process.stdin
-        for (stream, _) in outputs {
-            _ = self.registry.register(channel(stream))
-        }
-        if input != nil {
-            _ = self.registry.register(channel(.stdin))
-        }
         for (stream, fd) in outputs {
             _ = await ProcessOutputReader.start(fd: fd, id: channel(stream), registry: self.registry, on: eventLoop)
         }
@@ -139,7 +238,7 @@ final class ContainerSupervisor: Sendable {
     }
 
     private func exited(_ id: String, status: ProcessExitStatus) {
-        self.store.markExited(id, exitCode: Int32(status.remoteExitCode), now: Int64(Date().timeIntervalSince1970 * 1_000_000_000))
+        self.store.markExited(id, exitCode: Int32(status.remoteExitCode), now: Self.now())
         let (observers, writer, terminal) = self.state.withLock { state -> ([ExitObserver], ProcessInputWriter?, Int32?) in
             state.entries[id]?.exitStatus = status
             let observers = state.entries[id].map { Array($0.observers.values) } ?? []

@@ -11,6 +11,9 @@ struct StreamingEndpoint: Sendable {
     let requests: StreamingRequestCache
     let containers: ContainerStore
     let registry: ChannelRegistry
+
+    /// Live IOChannels in the registry.
+    var liveChannelCount: Int { self.registry.channelCount }
     let supervisor: ContainerSupervisor
     let policy: SessionPolicy
     let sessions: SessionSlots

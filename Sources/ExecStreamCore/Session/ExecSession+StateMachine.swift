@@ -23,7 +23,11 @@ public import NIOCore
 // gets `postExitDrain` (2 s by default), then the outputs are abandoned so the client is not hung.
 // A vanished client kills an exec's process group (if the policy says so) and nothing else; an
 // attach session never kills a container's main process, and reports only Success or an
-// internal error.
+// internal error, or that it was preempted.
+//
+// Preemption (newest attach wins): `preempted` from starting, running or drainingAfterExit goes
+// to finishingOutputs with the Conflict status; the outputs are abandoned (the newer consumer has
+// the channels, and every byte this session did not take) and the process is left alone.
 
 /// Exec runs a new process; attach joins a container's main process.
 public enum SessionKind: Hashable, Sendable {
@@ -201,6 +205,21 @@ public struct ExecSessionStateMachine: Sendable {
             }
             self.state = .finishingOutputs(self.outcome(for: status))
             return [.cancelDrainTimer, .finishOutputStreams]
+        case .awaitingStreams, .finishingOutputs, .writingStatus, .abandoned, .closed:
+            return []
+        }
+    }
+
+    /// A newer attach took one of the session's output channels (newest attach wins): stop
+    /// reading, finish the outputs, and tell the client. The process is not the session's to stop.
+    public mutating func preempted(message: String) -> [ExecSessionAction] {
+        switch self.state {
+        case .starting, .running:
+            self.state = .finishingOutputs(.preempted(message: message))
+            return [.abandonOutputs, .finishOutputStreams]
+        case .drainingAfterExit:
+            self.state = .finishingOutputs(.preempted(message: message))
+            return [.cancelDrainTimer, .abandonOutputs, .finishOutputStreams]
         case .awaitingStreams, .finishingOutputs, .writingStatus, .abandoned, .closed:
             return []
         }

@@ -4,6 +4,8 @@ public enum RemoteCommandOutcome: Hashable, Sendable {
     case exited(code: UInt8)
     /// The command could not run, or failed inside the server. The text reaches the client.
     case internalError(message: String)
+    /// A newer attach took this session's streams (newest attach wins). The text reaches the client.
+    case preempted(message: String)
 }
 
 /// The status written on the error channel: Go's `json.Marshal` of `metav1.Status` for v4 and
@@ -20,6 +22,8 @@ public enum RemoteCommandStatus {
             return "command terminated with non-zero exit code: exit status \(code)"
         case .internalError(let message):
             return "Internal error occurred: \(message)"
+        case .preempted(let message):
+            return message
         }
     }
 
@@ -46,6 +50,11 @@ public enum RemoteCommandStatus {
             json.raw(#","reason":"InternalError","details":{"causes":[{"message":"#)
             json.string(cause)
             json.raw(#"}]},"code":500}"#)
+        case .preempted:
+            json.string("Failure")
+            json.raw(#","message":"#)
+            json.string(self.message(for: outcome))
+            json.raw(#","reason":"Conflict","code":409}"#)
         }
         return json.bytes
     }

@@ -107,6 +107,8 @@ final class ExecSession {
     private var drainTimer: Scheduled<Void>?
     /// False once the outputs are finished or abandoned: a late delivery must not follow them.
     private var acceptsOutput = true
+    /// A newer attach took the session's channels: on release, stdin is left, never closed.
+    private var wasPreempted = false
     /// Called once, when the session has let go of everything.
     private let onRelease: () -> Void
 
@@ -232,6 +234,17 @@ final class ExecSession {
 
     fileprivate func outputDrained(_ stream: StandardStream) {
         self.perform(self.machine.outputDrained(stream))
+    }
+
+    /// A newer attach took `stream`'s channel.
+    fileprivate func outputPreempted(_ stream: StandardStream) {
+        self.wasPreempted = true
+        let target: String
+        switch self.plan.target {
+        case .attach: target = "attach to container \"\(self.plan.container.id)\""
+        case .exec: target = "stream for \"\(self.owner)\""
+        }
+        self.perform(self.machine.preempted(message: "preempted: a newer \(target) took its \(stream.rawValue)"))
     }
 
     // MARK: Carrying out actions
@@ -401,8 +414,13 @@ final class ExecSession {
             }
             self.consumers = [:]
             self.acceptsOutput = false
-            // A client that leaves ends stdin only with stdin_once (close() decides).
-            self.stdinProducer?.close()
+            // A client that leaves ends stdin only with stdin_once (close() decides); a preempted
+            // one only lets go.
+            if self.wasPreempted {
+                self.stdinProducer?.detach()
+            } else {
+                self.stdinProducer?.close()
+            }
             if let exitObserver = self.exitObserver {
                 self.plan.supervisor.removeObserver(exitObserver, of: self.plan.container.id)
                 self.exitObserver = nil
@@ -463,7 +481,12 @@ final class ClientOutputConsumer: IOChannelConsumer {
         let session = self.session
         let stream = self.stream
         session.eventLoop.execute {
-            session.value.outputDrained(stream)
+            switch reason {
+            case .endOfStream:
+                session.value.outputDrained(stream)
+            case .preempted:
+                session.value.outputPreempted(stream)
+            }
         }
     }
 

@@ -131,4 +131,20 @@ struct ExecSessionStateMachineTests {
         let session = ExecSessionStateMachine(configuration: .init(kind: .exec, outputs: [.stdin, .stdout]))
         #expect(session.configuration.outputs == [.stdout])
     }
+
+    @Test("a preempted attach abandons its outputs and reports Conflict, from running or while draining")
+    func preempted() {
+        var running = ExecSessionStateMachine(configuration: .init(kind: .attach, outputs: [.stdout, .stderr]))
+        #expect(running.clientStreamsReady() == [.attachToContainer])
+        #expect(running.preempted(message: "newer") == [.abandonOutputs, .finishOutputStreams])
+        #expect(running.outputStreamsFinished() == [.writeStatus(.preempted(message: "newer"))])
+        #expect(running.preempted(message: "again") == [])
+        #expect(running.statusWritten() == [.close])
+
+        var draining = ExecSessionStateMachine(configuration: .init(kind: .attach, outputs: [.stdout]))
+        _ = draining.clientStreamsReady()
+        #expect(draining.processExited(.exited(0)) == [.armDrainTimer(.seconds(2))])
+        #expect(draining.preempted(message: "newer") == [.cancelDrainTimer, .abandonOutputs, .finishOutputStreams])
+        #expect(draining.outputDrained(.stdout) == [])
+    }
 }

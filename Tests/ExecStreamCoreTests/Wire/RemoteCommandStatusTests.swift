@@ -37,4 +37,15 @@ struct RemoteCommandStatusTests {
         #expect(String(decoding: RemoteCommandStatus.plainText(for: .internalError(message: "no such container")), as: UTF8.self)
             == "Internal error occurred: no such container")
     }
+
+    @Test("a preempted attach is reason Conflict with code 409, and its message as plain text")
+    func preempted() {
+        let outcome = RemoteCommandOutcome.preempted(message: "preempted: a newer attach to container \"sh\" took its stdout")
+        #expect(String(decoding: RemoteCommandStatus.json(for: outcome), as: UTF8.self) == """
+            {"metadata":{},"status":"Failure","message":"preempted: a newer attach to container \\"sh\\" took its stdout",\
+            "reason":"Conflict","code":409}
+            """)
+        #expect(String(decoding: RemoteCommandStatus.plainText(for: outcome), as: UTF8.self)
+            == "preempted: a newer attach to container \"sh\" took its stdout")
+    }
 }

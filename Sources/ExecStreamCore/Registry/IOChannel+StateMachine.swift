@@ -107,6 +107,9 @@ struct IOChannelStateMachine {
         var inFlight: InFlight?
         /// When the channel last became unattended; nil while it is attended.
         var unattendedSince: NIODeadline?
+        /// Bytes consumers have acknowledged since the channel was registered: the stream offset
+        /// of the first byte of the next delivery.
+        var acknowledgedByteCount = 0
 
         /// Bytes the channel holds: queued plus in flight.
         var pendingByteCount: Int { self.queuedByteCount + (self.inFlight?.byteCount ?? 0) }
@@ -148,6 +151,7 @@ struct IOChannelStateMachine {
                     return .mismatchedAcknowledgement
                 }
                 self.inFlight = nil
+                self.acknowledgedByteCount += deliveredByteCount
                 self.returnToHead(chunks, skipping: deliveredByteCount)
                 return nil
             }
@@ -197,7 +201,8 @@ struct IOChannelStateMachine {
                 inFlightOwner: self.inFlight?.owner,
                 producer: producer,
                 producerPaused: paused,
-                unattendedSince: self.unattendedSince
+                unattendedSince: self.unattendedSince,
+                acknowledgedByteCount: self.acknowledgedByteCount
             )
         }
     }

@@ -206,4 +206,8 @@ public struct IOChannelSnapshot: Hashable, Sendable {
     public var producerPaused: Bool
     /// When the channel became unattended (no consumer, no active producer), if it is.
     public var unattendedSince: NIODeadline?
+    /// Bytes consumers have acknowledged so far: the stream offset of the first byte of the next
+    /// delivery (and, while one is in flight, of its first byte). Resuming clients use it to drop
+    /// bytes they already have.
+    public var acknowledgedByteCount: Int = 0
 }

@@ -477,6 +477,7 @@ struct RegistryModelChecker {
             try self.expect(snapshot.phase == phase, "phase \(snapshot.phase), expected \(phase)")
             try self.expect(snapshot.queuedByteCount + snapshot.inFlightByteCount == model.pending, "bytes held \(snapshot.queuedByteCount)+\(snapshot.inFlightByteCount) != written − acknowledged \(model.pending)")
             try self.expect(snapshot.inFlightByteCount == (model.inFlight?.bytes?.count ?? 0), "in-flight bytes")
+            try self.expect(snapshot.acknowledgedByteCount == model.acknowledged.count, "acknowledged offset \(snapshot.acknowledgedByteCount), expected \(model.acknowledged.count)")
             try self.expect(snapshot.endOfStreamInFlight == (model.inFlight != nil && model.inFlight!.bytes == nil), "EOF in flight")
             try self.expect(snapshot.inFlightOwner == model.inFlight?.owner, "in-flight owner")
             try self.expect(snapshot.consumer == model.consumer, "current consumer")

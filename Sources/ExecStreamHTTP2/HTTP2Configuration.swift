@@ -24,8 +24,9 @@ public struct HTTP2Configuration: Hashable, Sendable {
     public var idleTimeout: TimeAmount
     /// How long a graceful shutdown waits for open streams before closing the connection.
     public var gracefulShutdownTimeout: TimeAmount
-    /// nghttp2's stream reset rate limit (rapid reset, CVE-2023-44487): a token bucket of
-    /// `burst` resets refilled at `ratePerSecond`; a client exceeding it gets GOAWAY.
+    /// The stream reset rate limit (rapid reset, CVE-2023-44487): a token bucket of `burst`
+    /// resets refilled at `ratePerSecond`; a client exceeding it gets GOAWAY ENHANCE_YOUR_CALM.
+    /// Only resets of streams whose response is not complete count (`StreamResetRateLimit`).
     public var streamResetBurst: Int
     /// See `streamResetBurst`.
     public var streamResetRatePerSecond: Int

@@ -63,6 +63,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     private var context: ChannelHandlerContext?
     private var streams: [Int32: StreamState] = [:]
     private var lifecycle = ConnectionLifecycleStateMachine()
+    /// Counts the peer's resets of streams whose response is not complete (rapid reset).
+    private var resetLimit: StreamResetRateLimit
 
     /// The buffer being fed to nghttp2, and its base address, while `mem_recv` runs.
     private var receiving: (buffer: ByteBuffer, base: UnsafeRawPointer)?
@@ -87,6 +89,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         self.configuration = configuration
         self.streamInitializer = streamInitializer
         self.controlBytes = ByteBuffer()
+        self.resetLimit = StreamResetRateLimit(burst: configuration.streamResetBurst, ratePerSecond: configuration.streamResetRatePerSecond)
     }
 
     deinit {
@@ -298,7 +301,9 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         nghttp2_option_new(&option)
         defer { nghttp2_option_del(option) }
         nghttp2_option_set_no_auto_window_update(option, 1)
-        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(self.configuration.streamResetBurst), UInt64(self.configuration.streamResetRatePerSecond))
+        // nghttp2's own limiter counts every RST_STREAM, including gRPC clients' harmless resets of
+        // calls we have already ended; ours (`resetLimit`) counts only resets that abandon work.
+        nghttp2_option_set_stream_reset_rate_limit(option, UInt64.max, 0)
         nghttp2_option_set_max_continuations(option, self.configuration.maxContinuations)
         if !self.configuration.validatesHTTPMessaging {
             nghttp2_option_set_no_http_messaging(option, 1)
@@ -547,6 +552,13 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             if endStream, let stream = self.streams[header.stream_id] {
                 self.finishInbound(stream)
             }
+        case .resetStream:
+            // nghttp2 calls this before it closes the stream: we still know how far it got.
+            guard let stream = self.streams[header.stream_id], !(stream.responseFinished && stream.outbound.isEmpty) else { return 0 }
+            if !self.resetLimit.abandonedStreamReset(now: .now()), let session = self.session {
+                nghttp2_session_terminate_session(session, HTTP2ErrorCode.enhanceYourCalm)
+                self.closeAfterFlush = true
+            }
         case .pingAck:
             let received = withUnsafeBytes(of: frame.pointee.ping.opaque_data) { $0.loadUnaligned(as: UInt64.self) }
             if received == Self.pingPayload(Self.keepalivePingData) {
@@ -582,6 +594,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         case headers
         /// DATA (only END_STREAM matters here; the bytes arrive through the chunk callback).
         case data
+        /// RST_STREAM from the peer.
+        case resetStream
         /// The acknowledgement of one of our PINGs.
         case pingAck
 
@@ -591,6 +605,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
                 self = .headers
             } else if type == NGHTTP2_DATA.rawValue {
                 self = .data
+            } else if type == NGHTTP2_RST_STREAM.rawValue {
+                self = .resetStream
             } else if type == NGHTTP2_PING.rawValue && header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
                 self = .pingAck
             } else {

@@ -65,7 +65,8 @@ def expected_output(command: str) -> bytes:
 
 
 def test_lifecycle_with_streams_attached_before_start(api, cri, sidecar):
-    container = api.create("life", ["sh", "-c", "echo out; echo err >&2; exit 3"], labels={"app": "demo"})
+    # It waits for stdin's EOF before it exits, so it is RUNNING when Start answers.
+    container = api.create("life", ["sh", "-c", "echo out; echo err >&2; cat >/dev/null; exit 3"], stdin=True, labels={"app": "demo"})
     assert container.state == api.messages.CONTAINER_STATE_CREATED
     assert "life" in api.ids()
     # CRI sees it too, as CREATED.
@@ -76,6 +77,9 @@ def test_lifecycle_with_streams_attached_before_start(api, cri, sidecar):
     stdout, stderr = api.stream("life-stdout"), api.stream("life-stderr")
     started = api.start("life")
     assert started.state == api.messages.CONTAINER_STATE_RUNNING and started.started_at > 0
+    stdin = api.stream("life-stdin")
+    stdin.close_send()
+    stdin.finish()
     assert b"".join(stdout.read_all()) == b"out\n"
     assert b"".join(stderr.read_all()) == b"err\n"
     exited = api.wait("life")

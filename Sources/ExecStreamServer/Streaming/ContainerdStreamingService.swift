@@ -117,6 +117,17 @@ enum StreamMessage {
     }
 
     static let empty = try! encode(Google_Protobuf_Empty())
+
+    /// A stream whose channel takes no attach: EOF (the ack, then OK) if the channel has ended or
+    /// is ending, NOT_FOUND if there is no such channel.
+    static func endAtOnce(_ id: IOChannelID, registry: ChannelRegistry, response: RPCWriter<Google_Protobuf_Any>) async throws {
+        switch registry.presence(of: id) {
+        case .ended, .live:
+            try await response.write(Self.empty)
+        case .unknown:
+            throw RPCError(code: .notFound, message: "no channel \"\(id)\"")
+        }
+    }
 }
 
 /// One `-stdout`/`-stderr` stream: a registry consumer that sends within the client's credit.
@@ -135,14 +146,8 @@ private final class OutputStreamSession {
 
     func run(events: inout AsyncStream<StreamEvent>.Iterator, response: RPCWriter<Google_Protobuf_Any>) async throws {
         guard let generation = self.registry.attachConsumer(self.id, self.consumer) else {
-            switch self.registry.presence(of: self.id) {
-            case .ended, .live:
-                // Drained already: the ack, then EOF.
-                try await response.write(StreamMessage.empty)
-                return
-            case .unknown:
-                throw RPCError(code: .notFound, message: "no channel \"\(self.id)\"")
-            }
+            // Drained already, or unknown.
+            return try await StreamMessage.endAtOnce(self.id, registry: self.registry, response: response)
         }
         self.generation = generation
         do {
@@ -255,14 +260,8 @@ private final class InputStreamSession {
 
     func run(events: inout AsyncStream<StreamEvent>.Iterator, response: RPCWriter<Google_Protobuf_Any>) async throws {
         guard self.producer.attach() else {
-            switch self.registry.presence(of: self.id) {
-            case .ended, .live:
-                // The process's stdin is closed already: the ack, then EOF.
-                try await response.write(StreamMessage.empty)
-                return
-            case .unknown:
-                throw RPCError(code: .notFound, message: "no channel \"\(self.id)\"")
-            }
+            // The process's stdin is closed already, or unknown.
+            return try await StreamMessage.endAtOnce(self.id, registry: self.registry, response: response)
         }
         let continuation = self.events
         self.producer.whenStopped { continuation.yield(.producerStopped) }

@@ -52,6 +52,10 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         var writableCallback: (() -> Void)?
         var closePromise: EventLoopPromise<HTTP2StreamCloseReason>?
 
+        /// The response has been finished and every byte of it handed to nghttp2: a reset now
+        /// abandons nothing.
+        var isResponseComplete: Bool { self.responseFinished && self.outbound.isEmpty }
+
         init(id: Int32) {
             self.id = id
         }
@@ -554,7 +558,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
             }
         case .resetStream:
             // nghttp2 calls this before it closes the stream: we still know how far it got.
-            guard let stream = self.streams[header.stream_id], !(stream.responseFinished && stream.outbound.isEmpty) else { return 0 }
+            guard let stream = self.streams[header.stream_id], !stream.isResponseComplete else { return 0 }
             if !self.resetLimit.abandonedStreamReset(now: .now()), let session = self.session {
                 nghttp2_session_terminate_session(session, HTTP2ErrorCode.enhanceYourCalm)
                 self.closeAfterFlush = true
@@ -687,7 +691,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         guard let stream = self.streams.removeValue(forKey: streamID) else { return 0 }
         // A RST_STREAM with NO_ERROR before our response has gone out is still the peer
         // abandoning the stream: only a stream whose response was wholly sent is finished.
-        let finished = errorCode == HTTP2ErrorCode.noError && stream.responseFinished && stream.outbound.isEmpty
+        let finished = errorCode == HTTP2ErrorCode.noError && stream.isResponseComplete
         self.close(stream, reason: finished ? .finished : .reset(errorCode))
         self.run(self.lifecycle.streamClosed())
         return 0

@@ -205,16 +205,15 @@ public final class ContainerStore: Sendable {
 
     /// Records that `id` exited at `now` (its main process ended, or it was stopped).
     public func markExited(_ id: String, exitCode: Int32, now: Int64) {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<ContainerRecord?, Never>] in
-            guard var record = state.containers[id], record.state != .exited else { return [] }
+        let (record, waiters) = self.state.withLock { state -> (ContainerRecord?, [CheckedContinuation<ContainerRecord?, Never>]) in
+            guard var record = state.containers[id], record.state != .exited else { return (nil, []) }
             record.state = .exited
             record.exitCode = exitCode
             record.finishedAt = now
             record.reason = state.stopping.remove(id) != nil ? "Stopped" : (exitCode == 0 ? "Completed" : "Error")
             state.containers[id] = record
-            return state.exitWaiters.removeValue(forKey: id) ?? []
+            return (record, state.exitWaiters.removeValue(forKey: id) ?? [])
         }
-        let record = try? self.container(id)
         waiters.forEach { $0.resume(returning: record) }
     }
 

@@ -155,6 +155,40 @@ def test_stdin_beyond_the_granted_credit_is_refused(api):
     api.remove("greedy")
 
 
+def test_stdin_credit_stops_while_the_process_does_not_read_and_resumes(api, tmp_path):
+    # The process reads nothing until the test says so through a FIFO: the channel fills to its
+    # high watermark (1 MiB), the server stops granting credit, and the writer waits. Released,
+    # every byte arrives, in order.
+    import threading
+
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    api.create("slowreader", ["sh", "-c", f"read go < {fifo}; exec sha256sum"], stdin=True)
+    stdout = api.stream("slowreader-stdout")
+    stdin = api.stream("slowreader-stdin")
+    api.start("slowreader")
+    payload = os.urandom(4 << 20)
+    past_the_watermark = threading.Event()
+
+    def write():
+        for offset in range(0, len(payload), 32 << 10):
+            stdin.write(payload[offset : offset + (32 << 10)])
+            if offset >= (1 << 20) + (128 << 10):
+                past_the_watermark.set()
+        stdin.close_send()
+        stdin.finish()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert past_the_watermark.wait(timeout=60)
+    with open(fifo, "w") as go:
+        go.write("go\n")
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    assert b"".join(stdout.read_all()) == f"{hashlib.sha256(payload).hexdigest()}  -\n".encode()
+    api.remove("slowreader")
+
+
 def test_a_newer_stream_preempts_and_gets_what_the_older_did_not(api):
     api.create("handover", ["sh", "-c", "seq 1 50000"])
     old = api.stream("handover-stdout")
@@ -187,12 +221,20 @@ def test_reattach_storm_loses_and_repeats_nothing(api):
     kinds = {"preempt": 0, "close_send": 0, "cancel": 0}
     total = 0
 
-    def drain_to_end(stream):
+    def take(stream) -> bool:
+        """Reads one Data message into what was received; False at the end of the stream."""
         nonlocal total
+        data = stream.read()
+        if data is None:
+            return False
+        received.update(data)
+        total += len(data)
+        return True
+
+    def drain_to_end(stream):
         try:
-            while (data := stream.read()) is not None:
-                received.update(data)
-                total += len(data)
+            while take(stream):
+                pass
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.ABORTED, error
         stream.granted = stream.received  # nothing more will come
@@ -205,12 +247,9 @@ def test_reattach_storm_loses_and_repeats_nothing(api):
         # Read with containerd's pattern until the next event is due.
         if current.granted - current.received < (64 << 10):
             current.grant(128 << 10)
-        data = current.read()
-        if data is None:
+        if not take(current):
             ended = True
             break
-        received.update(data)
-        total += len(data)
         if total < next_event or sum(kinds.values()) >= 1000:
             continue
         next_event += rng.randint(event_every // 2, 3 * event_every // 2)
@@ -227,12 +266,9 @@ def test_reattach_storm_loses_and_repeats_nothing(api):
         else:
             # Read exactly what was granted, then cancel: nothing can be in flight.
             while current.received < current.granted:
-                data = current.read()
-                if data is None:
+                if not take(current):
                     ended = True
                     break
-                received.update(data)
-                total += len(data)
             current.cancel()
             if not ended:
                 current = api.stream("storm-stdout")

@@ -290,14 +290,22 @@ private final class InputStreamSession {
                 self.outstandingCredit -= byteCount
                 self.producer.produce(ByteBuffer(bytes: data.data))
                 if self.producer.isPaused {
+                    // One resume callback per pause: the owed credit accumulates meanwhile.
+                    if self.owedCredit == 0 {
+                        let continuation = self.events
+                        self.producer.whenResumed { continuation.yield(.resumed) }
+                    }
                     self.owedCredit += byteCount
-                    let continuation = self.events
-                    self.producer.whenResumed { continuation.yield(.resumed) }
                 } else {
                     try await self.grant(byteCount, response)
                 }
             case .resumed:
-                if self.owedCredit > 0, !self.producer.isPaused, !self.producer.isDone {
+                guard self.owedCredit > 0, !self.producer.isDone else { continue }
+                if self.producer.isPaused {
+                    // Paused again before this event ran: wait for the next resume.
+                    let continuation = self.events
+                    self.producer.whenResumed { continuation.yield(.resumed) }
+                } else {
                     let owed = self.owedCredit
                     self.owedCredit = 0
                     try await self.grant(owed, response)

@@ -58,7 +58,13 @@ public final class ExecStreamServer: Service, Sendable {
         let advertised = AdvertisedStreamingAddress()
         let requests = StreamingRequestCache()
         let registry = self.registry
-        let supervisor = ContainerSupervisor(store: containers, registry: registry, logger: self.logger)
+        let supervisor = ContainerSupervisor(
+            store: containers,
+            registry: registry,
+            outputDrainBound: self.configuration.sessions.postExitDrain,
+            timers: group.any(),
+            logger: self.logger
+        )
         do {
             try await supervisor.startAll(on: group.any())
         } catch {

@@ -33,6 +33,9 @@ def test_the_newest_attach_wins_and_the_older_is_told(attach_server, cri, transp
             return Session(transport, url, stdin=True, tty=False, stderr=True)
 
         older = attach()
+        # "Newest" is decided by the order the server attaches in: prove the older one is live.
+        older.write(b"one\n")
+        older.wait_for_stdout(b"got one\n")
         newer = attach()
         _, _, status = older.finish()
         assert status["status"] == "Failure"

@@ -76,6 +76,19 @@ class Session:
         else:
             self.client.send(b"", end=True)
 
+    def wait_for_stdout(self, marker: bytes):
+        """Reads until stdout so far contains `marker` (proof the session is attached and live)."""
+        if self.transport == "spdy":
+            while marker not in self.client.output("stdout"):
+                self.client.pump()
+        elif self.transport == "websocket-v5":
+            while marker not in b"".join(m[1:] for m in self.messages if m[:1] == b"\x01"):
+                opcode, data = self.client.recv_data(control_frame=True)
+                assert opcode != websocket.ABNF.OPCODE_CLOSE, "closed before the marker"
+                self.messages.append(data)
+        else:
+            self.client.wait_for_stdout(marker)
+
     def finish(self) -> tuple[bytes, bytes, dict]:
         if self.transport == "spdy":
             self.client.run_until_closed()

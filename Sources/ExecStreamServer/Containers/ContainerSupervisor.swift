@@ -40,11 +40,18 @@ final class ContainerSupervisor: Sendable {
     private let store: ContainerStore
     private let registry: ChannelRegistry
     private let logger: Logger
+    /// How long a removed container's output may stay open after its main process is gone (a
+    /// background child holding the pipe): the sessions' post-exit drain.
+    private let outputDrainBound: TimeAmount
+    /// Runs the stop grace and drain timers (an event loop's timers, not a task per timer).
+    private let timers: any EventLoop
     private let state = Mutex(State())
 
-    init(store: ContainerStore, registry: ChannelRegistry, logger: Logger) {
+    init(store: ContainerStore, registry: ChannelRegistry, outputDrainBound: TimeAmount, timers: any EventLoop, logger: Logger) {
         self.store = store
         self.registry = registry
+        self.outputDrainBound = outputDrainBound
+        self.timers = timers
         self.logger = logger
     }
 
@@ -109,16 +116,9 @@ final class ContainerSupervisor: Sendable {
         defer { self.removeObserver(token, of: record.spec.id) }
         let signal = grace > .zero ? SIGTERM : SIGKILL
         ProcessSpawner.signalGroup(of: main.pid, signal)
-        if grace > .zero {
-            let killer = Task {
-                try await Task.sleep(for: .nanoseconds(grace.nanoseconds))
-                ProcessSpawner.signalGroup(of: main.pid, SIGKILL)
-            }
-            defer { killer.cancel() }
-            for await _ in exited {}
-        } else {
-            for await _ in exited {}
-        }
+        let killer = grace > .zero ? self.timers.scheduleTask(in: grace) { ProcessSpawner.signalGroup(of: main.pid, SIGKILL) } : nil
+        for await _ in exited {}
+        killer?.cancel()
         // The store learns of the exit from the reaper's task; wait for that too.
         _ = try? await self.store.waitForExit(record.spec.id)
     }
@@ -150,10 +150,26 @@ final class ContainerSupervisor: Sendable {
         }
     }
 
-    /// Ends the channels: what is queued still drains, then end of stream.
+    /// Ends the channels: what is queued still drains, then end of stream. An output whose reader
+    /// is still attached is left to reach end of file first (the process is gone, but its pipe may
+    /// still hold what it wrote); only a background child holding it open past `outputDrainBound`
+    /// has its reader stopped.
     private func closeChannels(of spec: ContainerSpec) {
+        var stillReading: [IOChannelID] = []
         for id in Self.channels(of: spec) {
-            self.registry.requestRemoval(id)
+            if id.stream != .stdin, self.registry.snapshot(of: id)?.phase == .producing {
+                stillReading.append(id)
+            } else {
+                self.registry.requestRemoval(id)
+            }
+        }
+        guard !stillReading.isEmpty else { return }
+        let registry = self.registry
+        let ids = stillReading
+        self.timers.scheduleTask(in: self.outputDrainBound) {
+            for id in ids {
+                registry.requestRemoval(id)
+            }
         }
     }
 

@@ -37,7 +37,7 @@ func registryHandoff(chunkSize: Int, chunkCount: Int) -> Double {
         else { fatalError("attach failed") }
         for _ in 0..<chunkCount {
             guard case .accepted(let effects) = registry.produced(id, chunk, by: producer, now: now),
-                case .bytes(_, _, let byteCount) = effects.delivery
+                case .bytes(_, _, let byteCount, _) = effects.delivery
             else { fatalError("no delivery") }
             _ = registry.delivered(id, byteCount: byteCount, by: consumer, now: now)
         }

@@ -31,16 +31,23 @@ public final class NativeStreamClient: Sendable {
     }
 
     /// Opens the stream at `url`'s path on `connection` (the server that issued the URL).
-    /// `terminalSize` is applied before the process starts.
-    public static func open(url: String, on connection: HTTP2ClientConnection, terminalSize: TerminalSize? = nil) async throws(ClientError)
-        -> NativeStreamClient
-    {
+    /// `terminalSize` is applied before the process starts. `resumable` asks for a resumable
+    /// attach (PROTOCOLS.md §9): `ResumableAttachClient` speaks it.
+    public static func open(
+        url: String,
+        on connection: HTTP2ClientConnection,
+        terminalSize: TerminalSize? = nil,
+        resumable: Bool = false
+    ) async throws(ClientError) -> NativeStreamClient {
         guard let components = URLComponents(string: url), !components.path.isEmpty else {
             throw ClientError(code: .protocolError, message: "the server returned an invalid streaming URL: \(url)")
         }
         var headers = [HTTP2ClientHeader("content-type", Self.contentType)]
         if let terminalSize {
             headers.append(HTTP2ClientHeader("execstream-terminal-size", "\(terminalSize.width)x\(terminalSize.height)"))
+        }
+        if resumable {
+            headers.append(HTTP2ClientHeader("execstream-resumable", "1"))
         }
         do {
             return NativeStreamClient(stream: try await connection.makeStream(method: "POST", path: components.path, headers: headers))
@@ -71,6 +78,29 @@ public final class NativeStreamClient: Sendable {
 
     /// Reads the response to its end, handing stdout and stderr bytes to `output` in order.
     public func receive(output: (StandardStream, ByteBuffer) async throws -> Void) async throws(ClientError) -> RemoteCommandResult {
+        try await self.receiveFrames(
+            { frame in
+                switch frame {
+                case .data(.stdout, let payload):
+                    try await output(.stdout, payload)
+                case .data(.stderr, let payload):
+                    try await output(.stderr, payload)
+                case .data(.stdin, _), .data(.resize, _), .data(.error, _), .close, .position, .acknowledge, .stdinWindow:
+                    break
+                }
+            },
+            afterEachChunk: {}
+        )
+    }
+
+    /// Reads the response to its end, handing every frame but the status to `handle`, and calling
+    /// `afterEachChunk` once the frames of each body chunk are handled. `onHead` sees the
+    /// response headers of a 200.
+    public func receiveFrames(
+        _ handle: (NativeFrame) async throws -> Void,
+        afterEachChunk: () async throws -> Void,
+        onHead: ([HTTP2ClientHeader]) throws -> Void = { _ in }
+    ) async throws(ClientError) -> RemoteCommandResult {
         var decoder = NativeFrameDecoder()
         var buffered = ByteBuffer()
         var status: ByteBuffer?
@@ -85,21 +115,18 @@ public final class NativeStreamClient: Sendable {
                     guard headers[first: "content-type"] == Self.contentType else {
                         throw ClientError(code: .protocolError, message: "the streaming endpoint does not speak \(Self.contentType)")
                     }
+                    try onHead(headers)
                 case .data(let chunk):
                     buffered.writeImmutableBuffer(chunk)
                     while let frame = try decoder.decode(buffer: &buffered) {
-                        switch frame {
-                        case .data(.stdout, let payload):
-                            try await output(.stdout, payload)
-                        case .data(.stderr, let payload):
-                            try await output(.stderr, payload)
-                        case .data(.error, let payload):
+                        if case .data(.error, let payload) = frame {
                             status = payload
-                        case .data(.stdin, _), .data(.resize, _), .close:
-                            break
+                        } else {
+                            try await handle(frame)
                         }
                     }
                     buffered.discardReadBytes()
+                    try await afterEachChunk()
                 case .trailers(let fields):
                     trailers = fields
                 }
@@ -113,7 +140,8 @@ public final class NativeStreamClient: Sendable {
         return try Self.result(status: status, trailers: trailers)
     }
 
-    private func send(_ frame: NativeFrame) async throws {
+    /// Sends one frame of the request body (suspends while the server's window is full).
+    public func send(_ frame: NativeFrame) async throws {
         var buffer = ByteBuffer()
         NativeFrameEncoder.encode(frame, into: &buffer)
         try await self.stream.write(buffer)

@@ -56,6 +56,8 @@ public enum HTTP2ErrorCode {
     public static let protocolError: UInt32 = 0x1
     /// INTERNAL_ERROR
     public static let internalError: UInt32 = 0x2
+    /// FLOW_CONTROL_ERROR
+    public static let flowControlError: UInt32 = 0x3
     /// REFUSED_STREAM
     public static let refusedStream: UInt32 = 0x7
     /// CANCEL

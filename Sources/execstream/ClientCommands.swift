@@ -85,7 +85,9 @@ struct ExecCommand: AsyncParsableCommand {
                 $0.stderr = !self.tty
             }
             let url = try await client.exec(request).url
-            return try await RemoteTerminalSession(client: client, tty: self.tty, stdin: self.interactive).run(url: url)
+            let session = RemoteTerminalSession(tty: self.tty, stdin: self.interactive)
+            let stream = try await NativeStreamClient.open(url: url, on: client.connection, terminalSize: session.initialTerminalSize)
+            return try await session.run(ExecStream(stream: stream))
         }
         throw ExitCode(code)
     }
@@ -96,7 +98,11 @@ struct AttachCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attach",
         abstract: "Attach to a container's main process; ends when it exits or on ^C without -i.",
-        discussion: "Leaving never stops the main process; its output waits for the next attach."
+        discussion: """
+            Leaving never stops the main process; its output waits for the next attach. A dropped \
+            connection is re-established with exponential backoff, and the output goes on with no \
+            gap and no duplicate.
+            """
     )
 
     @OptionGroup var server: ServerOptions
@@ -107,12 +113,23 @@ struct AttachCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("t"), .customLong("tty")], help: "The main process has a terminal: raw mode here, resizes follow.")
     var tty = false
 
+    @Option(
+        name: .customLong("reconnect-timeout"),
+        help: "Seconds to keep reconnecting after the connection drops (0: do not reconnect)."
+    )
+    var reconnectTimeout: Double = 30
+
     @Argument(help: "The container's id or name.")
     var container: String
 
+    func validate() throws {
+        guard self.reconnectTimeout >= 0, self.reconnectTimeout.isFinite else {
+            throw ValidationError("--reconnect-timeout must be 0 or more seconds")
+        }
+    }
+
     func run() async throws {
         let code = await ClientFailure.reporting {
-            let client = try await self.server.connect()
             let request = Runtime_V1_AttachRequest.with {
                 $0.containerID = self.container
                 $0.tty = self.tty
@@ -120,8 +137,15 @@ struct AttachCommand: AsyncParsableCommand {
                 $0.stdout = true
                 $0.stderr = !self.tty
             }
-            let url = try await client.attach(request).url
-            return try await RemoteTerminalSession(client: client, tty: self.tty, stdin: self.interactive).run(url: url)
+            let session = RemoteTerminalSession(tty: self.tty, stdin: self.interactive)
+            let server = self.server
+            let attach = ResumableAttachClient(
+                request: request,
+                terminalSize: session.initialTerminalSize,
+                policy: .init(giveUpAfter: .milliseconds(Int64(self.reconnectTimeout * 1000))),
+                connect: { () async throws(ClientError) -> CRIClient in try await server.connect() }
+            )
+            return try await session.run(ReconnectingAttachStream(client: attach, reportsReconnects: !session.usesLocalTerminal))
         }
         throw ExitCode(code)
     }

@@ -10,19 +10,82 @@ import Synchronization
 import Glibc
 #endif
 
-/// The local end of `exec` (and later `attach`): this process's stdin, stdout, stderr and
-/// terminal joined to one native stream.
+/// The remote end a terminal session drives: a native exec stream, or a resumable attach.
+protocol RemoteTerminalStream: Sendable {
+    /// Sends stdin bytes (suspends while the remote end is behind).
+    func sendStdin(_ bytes: ByteBuffer) async throws
+    /// Ends the remote stdin after what was sent.
+    func closeStdin() async
+    /// Resizes the remote terminal.
+    func resize(_ size: TerminalSize) async
+    /// Streams output to `output` until the remote command ends.
+    func receive(output: @escaping (StandardStream, ByteBuffer) -> Void) async throws -> RemoteCommandResult
+}
+
+/// `execstream exec`'s remote end: one native stream (an exec ends with its stream).
+struct ExecStream: RemoteTerminalStream {
+    let stream: NativeStreamClient
+
+    func sendStdin(_ bytes: ByteBuffer) async throws {
+        try await self.stream.sendStdin(bytes)
+    }
+
+    func closeStdin() async {
+        try? await self.stream.closeStdin()
+    }
+
+    func resize(_ size: TerminalSize) async {
+        try? await self.stream.resize(size)
+    }
+
+    func receive(output: @escaping (StandardStream, ByteBuffer) -> Void) async throws -> RemoteCommandResult {
+        try await self.stream.receive { stream, bytes in output(stream, bytes) }
+    }
+}
+
+/// `execstream attach`'s remote end: reconnects on its own, and tells the user when it does.
+struct ReconnectingAttachStream: RemoteTerminalStream {
+    let client: ResumableAttachClient
+    /// Whether to say so on stderr (not on a raw terminal, where it would garble the screen).
+    let reportsReconnects: Bool
+
+    func sendStdin(_ bytes: ByteBuffer) async throws {
+        await self.client.sendStdin(bytes)
+    }
+
+    func closeStdin() async {
+        self.client.closeStdin()
+    }
+
+    func resize(_ size: TerminalSize) async {
+        await self.client.resize(size)
+    }
+
+    func receive(output: @escaping (StandardStream, ByteBuffer) -> Void) async throws -> RemoteCommandResult {
+        let reports = self.reportsReconnects
+        return try await self.client.run(output: { stream, bytes in output(stream, bytes) }) { failure in
+            if reports {
+                StandardIO.write(Array("execstream: connection lost (\(failure.message)); reconnecting\n".utf8), to: STDERR_FILENO)
+            }
+        }
+    }
+}
+
+/// The local end of `exec` and `attach`: this process's stdin, stdout, stderr and terminal
+/// joined to one remote stream.
 struct RemoteTerminalSession {
-    let client: CRIClient
     let tty: Bool
     let stdin: Bool
 
+    /// Whether this process's stdin is a terminal that a tty session puts in raw mode.
+    var usesLocalTerminal: Bool { self.tty && isatty(STDIN_FILENO) == 1 }
+
+    /// The terminal size to start the remote process with.
+    var initialTerminalSize: TerminalSize? { self.tty ? Self.terminalSize() : nil }
+
     /// Streams until the remote command ends; returns its exit code.
-    func run(url: String) async throws -> Int32 {
-        let localTerminal = self.tty && isatty(STDIN_FILENO) == 1
-        let size = self.tty ? Self.terminalSize() : nil
-        let stream = try await NativeStreamClient.open(url: url, on: self.client.connection, terminalSize: size)
-        let rawMode = localTerminal ? RawTerminalMode(fd: STDIN_FILENO) : nil
+    func run(_ stream: any RemoteTerminalStream) async throws -> Int32 {
+        let rawMode = self.usesLocalTerminal ? RawTerminalMode(fd: STDIN_FILENO) : nil
         defer { rawMode?.restore() }
 
         var resizes: (any DispatchSourceSignal)?
@@ -31,7 +94,7 @@ struct RemoteTerminalSession {
             let source = DispatchSource.makeSignalSource(signal: SIGWINCH)
             source.setEventHandler {
                 guard let size = Self.terminalSize() else { return }
-                Task { try? await stream.resize(size) }
+                Task { await stream.resize(size) }
             }
             source.resume()
             resizes = source
@@ -41,9 +104,9 @@ struct RemoteTerminalSession {
         let pump: Task<Void, Never>? = self.stdin ? Task { await Self.pumpStandardInput(into: stream) } : nil
         defer { pump?.cancel() }
 
-        let result = try await stream.receive { stream, bytes in
+        let result = try await stream.receive(output: { stream, bytes in
             StandardIO.write(bytes, to: stream == .stderr ? STDERR_FILENO : STDOUT_FILENO)
-        }
+        })
         guard let code = result.exitCode else {
             throw ClientError(code: .commandFailed, message: result.message)
         }
@@ -51,7 +114,7 @@ struct RemoteTerminalSession {
     }
 
     /// Copies this process's stdin to the stream, then closes the remote stdin.
-    private static func pumpStandardInput(into stream: NativeStreamClient) async {
+    private static func pumpStandardInput(into stream: any RemoteTerminalStream) async {
         let reader = StandardInputReader()
         for await chunk in reader.chunks {
             do {
@@ -61,7 +124,7 @@ struct RemoteTerminalSession {
             }
             reader.taken()
         }
-        try? await stream.closeStdin()
+        await stream.closeStdin()
     }
 
     /// The size of this process's terminal, if stdout is one.

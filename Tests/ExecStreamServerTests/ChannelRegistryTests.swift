@@ -19,7 +19,7 @@ final class RecordingEndpoint: IOChannelConsumer, IOChannelProducer {
 
     var recorded: [Call] { self.calls.withLock { $0 } }
 
-    func deliver(_ chunks: [ByteBuffer], byteCount: Int, channel: IOChannelID, generation: ConsumerGeneration) {
+    func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel: IOChannelID, generation: ConsumerGeneration) {
         let text = chunks.map { String(buffer: $0) }.joined()
         self.calls.withLock { $0.append(.deliver(text, generation)) }
     }

@@ -12,6 +12,8 @@ import h2.events
 
 CONTENT_TYPE = "application/vnd.execstream.v1"
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+# Resumable attach: position (server → client), acknowledge (client → server), stdin window.
+POSITION, ACKNOWLEDGE, STDIN_WINDOW = 16, 17, 18
 
 
 def frame(channel: int, payload: bytes) -> bytes:
@@ -30,6 +32,9 @@ class NativeResult:
     body: bytes = b""
     reset_code: int | None = None
     order: list = dataclasses.field(default_factory=list)
+    # Resumable attach: (position offset, stdout payload) per delivery, and stdin windows.
+    deliveries: list = dataclasses.field(default_factory=list)
+    stdin_windows: list = dataclasses.field(default_factory=list)
 
     @property
     def exit_code(self) -> int | None:
@@ -40,7 +45,7 @@ class NativeResult:
 class NativeStream:
     """One request on its own connection: send frames, read until the response ends."""
 
-    def __init__(self, url: str, content_type: str = CONTENT_TYPE, method: str = "POST", timeout: float = 60, terminal_size=None):
+    def __init__(self, url: str, content_type: str = CONTENT_TYPE, method: str = "POST", timeout: float = 60, terminal_size=None, headers=()):
         parsed = urllib.parse.urlsplit(url)
         self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
         self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
@@ -49,7 +54,8 @@ class NativeStream:
         self.conn.send_headers(
             self.stream_id,
             [(":method", method), (":scheme", "http"), (":authority", parsed.netloc), (":path", parsed.path), ("content-type", content_type)]
-            + ([("execstream-terminal-size", f"{terminal_size[0]}x{terminal_size[1]}")] if terminal_size else []),
+            + ([("execstream-terminal-size", f"{terminal_size[0]}x{terminal_size[1]}")] if terminal_size else [])
+            + list(headers),
         )
         self.flush()
         self.buffer = b""
@@ -58,6 +64,7 @@ class NativeStream:
         # With on_stdout set, stdout is handed over instead of kept (for large outputs).
         self.on_stdout = None
         self.stdout_bytes = 0
+        self.position = None
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -135,6 +142,13 @@ class NativeStream:
                 self.result.status_json = json.loads(payload)
             elif channel == CLOSE:
                 self.result.closed.append(payload[0])
+            elif channel == POSITION:
+                self.position = struct.unpack(">BQ", payload)
+            elif channel == STDIN_WINDOW:
+                self.result.stdin_windows.append(struct.unpack(">QQ", payload))
+            if channel == STDOUT and self.position is not None:
+                self.result.deliveries.append((self.position[1], payload))
+                self.position = None
         view.release()
         self.buffer = self.buffer[offset:]
 

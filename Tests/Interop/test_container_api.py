@@ -38,8 +38,9 @@ class Runtime:
         self.messages, stubs = protos[3], protos[4]
         self.containers = stubs.ContainersStub(channel)
 
-    def create(self, container_id: str, command: list, *, stdin=False, tty=False, **fields):
-        spec = self.messages.ContainerSpec(id=container_id, main=self.messages.MainProcess(command=command, stdin=stdin, tty=tty), **fields)
+    def create(self, container_id: str, command: list, *, stdin=False, stdin_once=False, tty=False, **fields):
+        main = self.messages.MainProcess(command=command, stdin=stdin, stdin_once=stdin_once, tty=tty)
+        spec = self.messages.ContainerSpec(id=container_id, main=main, **fields)
         return self.containers.Create(self.messages.CreateContainerRequest(spec=spec), timeout=10).container
 
     def start(self, container_id: str):

@@ -136,7 +136,7 @@ struct IOChannelStateMachine {
             }
             self.queuedByteCount -= byteCount
             self.inFlight = .bytes(owner: consumer, chunks: chunks, byteCount: byteCount)
-            return .bytes(consumer, chunks: chunks, byteCount: byteCount)
+            return .bytes(consumer, chunks: chunks, byteCount: byteCount, streamOffset: self.acknowledgedByteCount)
         }
 
         /// Ends the delivery `owner` holds, of which the first `deliveredByteCount` bytes arrived;

@@ -60,8 +60,10 @@ public struct IOChannelOptions: Hashable, Sendable {
 /// at a time; the consumer's owner answers it with `delivered`, `endOfStreamDelivered` or
 /// `deliveryFailed`.
 public enum IOChannelDelivery: Hashable, Sendable {
-    /// Write these chunks, in order, to the consumer. `byteCount` is their total size.
-    case bytes(ConsumerGeneration, chunks: [ByteBuffer], byteCount: Int)
+    /// Write these chunks, in order, to the consumer. `byteCount` is their total size;
+    /// `streamOffset` is where the first byte sits in the channel's stream (the bytes consumers had
+    /// acknowledged before), which resuming clients use to drop what they already have.
+    case bytes(ConsumerGeneration, chunks: [ByteBuffer], byteCount: Int, streamOffset: Int)
     /// The producer has finished and every byte has been delivered: end the consumer's stream.
     case endOfStream(ConsumerGeneration)
 }
@@ -210,4 +212,9 @@ public struct IOChannelSnapshot: Hashable, Sendable {
     /// delivery (and, while one is in flight, of its first byte). Resuming clients use it to drop
     /// bytes they already have.
     public var acknowledgedByteCount: Int = 0
+
+    /// Bytes producers have written into the channel so far (acknowledged, in flight or queued):
+    /// the stream offset the next produced byte will have. A resuming stdin client sends on from
+    /// here.
+    public var receivedByteCount: Int { self.acknowledgedByteCount + self.inFlightByteCount + self.queuedByteCount }
 }

@@ -5,8 +5,9 @@ import Synchronization
 /// The consumer end of one IOChannel: a network stream for output, the process's stdin writer for
 /// input. The registry calls it outside its lock, from any thread; it hops to its own event loop.
 protocol IOChannelConsumer: AnyObject, Sendable {
-    /// Write these bytes in order, then answer `delivered` or `deliveryFailed`.
-    func deliver(_ chunks: [ByteBuffer], byteCount: Int, channel: IOChannelID, generation: ConsumerGeneration)
+    /// Write these bytes in order, then answer `delivered` or `deliveryFailed`. The first byte
+    /// sits at `streamOffset` in the channel's stream.
+    func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel: IOChannelID, generation: ConsumerGeneration)
     /// The producer has ended and every byte has been delivered: end the stream, then answer
     /// `endOfStreamDelivered`.
     func deliverEndOfStream(channel: IOChannelID, generation: ConsumerGeneration)
@@ -240,9 +241,9 @@ final class ChannelRegistry: Sendable {
             dispatches.append { consumer.ended(channel: id, generation: finished, reason: .endOfStream) }
         }
         switch effects.delivery {
-        case .bytes(let generation, let chunks, let byteCount)?:
+        case .bytes(let generation, let chunks, let byteCount, let streamOffset)?:
             if let consumer = endpoints.consumers[generation] {
-                dispatches.append { consumer.deliver(chunks, byteCount: byteCount, channel: id, generation: generation) }
+                dispatches.append { consumer.deliver(chunks, byteCount: byteCount, streamOffset: streamOffset, channel: id, generation: generation) }
             }
         case .endOfStream(let generation)?:
             if let consumer = endpoints.consumers[generation] {

@@ -135,6 +135,12 @@ final class ClientInputProducer: IOChannelProducer {
         }
     }
 
+    /// Bytes the channel has received from every producer so far (the stream offset of the next
+    /// stdin byte); nil if the channel is gone.
+    var channelReceivedByteCount: Int? {
+        self.registry.snapshot(of: self.id)?.receivedByteCount
+    }
+
     /// Its generation once attached.
     var generation: ProducerGeneration? {
         self.state.withLock { $0.generation }

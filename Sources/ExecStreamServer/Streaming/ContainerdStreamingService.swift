@@ -226,7 +226,7 @@ private final class StreamConsumer: IOChannelConsumer {
         self.events = events
     }
 
-    func deliver(_ chunks: [ByteBuffer], byteCount: Int, channel: IOChannelID, generation: ConsumerGeneration) {
+    func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel: IOChannelID, generation: ConsumerGeneration) {
         self.events.yield(.deliver(chunks, byteCount: byteCount, generation))
     }
 
@@ -246,10 +246,8 @@ private final class InputStreamSession {
     private let registry: ChannelRegistry
     private let producer: ClientInputProducer
     private let events: AsyncStream<StreamEvent>.Continuation
-    /// Credit granted and not yet used by the client.
-    private var outstandingCredit: Int64 = 0
-    /// Bytes taken while the channel was full, to grant back once it has room.
-    private var owedCredit: Int64 = 0
+    /// The client's credit.
+    private var credit = InputCreditLedger(window: Int64(ContainerdStreamingService.stdinWindowBytes))
 
     init(id: IOChannelID, registry: ChannelRegistry, events: AsyncStream<StreamEvent>.Continuation) {
         self.id = id
@@ -267,7 +265,7 @@ private final class InputStreamSession {
         self.producer.whenStopped { continuation.yield(.producerStopped) }
         do {
             try await response.write(StreamMessage.empty)
-            try await self.grant(Int64(ContainerdStreamingService.stdinWindowBytes), response)
+            try await self.grant(self.credit.start(), response)
             try await self.loop(events: &events, response: response)
         } catch {
             self.producer.detach()
@@ -283,33 +281,16 @@ private final class InputStreamSession {
                     throw RPCError(code: .invalidArgument, message: "a stdin stream takes only containerd.types.transfer.Data, not \(message.typeURL)")
                 }
                 let byteCount = Int64(data.data.count)
-                guard byteCount <= self.outstandingCredit else {
-                    throw RPCError(code: .resourceExhausted, message: "\(byteCount) bytes of Data with \(self.outstandingCredit) bytes of credit")
+                do {
+                    try self.credit.received(byteCount)
+                } catch {
+                    throw RPCError(code: .resourceExhausted, message: "\(error.byteCount) bytes of Data with \(error.credit) bytes of credit")
                 }
-                guard byteCount > 0 else { continue }
-                self.outstandingCredit -= byteCount
                 self.producer.produce(ByteBuffer(bytes: data.data))
-                if self.producer.isPaused {
-                    // One resume callback per pause: the owed credit accumulates meanwhile.
-                    if self.owedCredit == 0 {
-                        let continuation = self.events
-                        self.producer.whenResumed { continuation.yield(.resumed) }
-                    }
-                    self.owedCredit += byteCount
-                } else {
-                    try await self.grant(byteCount, response)
-                }
+                try await self.carryOut(self.credit.taken(byteCount, channelPaused: self.producer.isPaused), response)
             case .resumed:
-                guard self.owedCredit > 0, !self.producer.isDone else { continue }
-                if self.producer.isPaused {
-                    // Paused again before this event ran: wait for the next resume.
-                    let continuation = self.events
-                    self.producer.whenResumed { continuation.yield(.resumed) }
-                } else {
-                    let owed = self.owedCredit
-                    self.owedCredit = 0
-                    try await self.grant(owed, response)
-                }
+                guard !self.producer.isDone else { continue }
+                try await self.carryOut(self.credit.resumed(channelPaused: self.producer.isPaused), response)
             case .clientClosedSend:
                 self.producer.close()
                 return
@@ -331,6 +312,19 @@ private final class InputStreamSession {
 
     private var producerGeneration: ProducerGeneration? { self.producer.generation }
 
+    private func carryOut(_ action: InputCreditLedger.Action, _ response: RPCWriter<Google_Protobuf_Any>) async throws {
+        switch action {
+        case .none:
+            break
+        case .grant(let byteCount):
+            try await self.grant(byteCount, response)
+        case .awaitResume:
+            let continuation = self.events
+            self.producer.whenResumed { continuation.yield(.resumed) }
+        }
+    }
+
+    /// Sends `WindowUpdate`s for `byteCount` (the ledger has counted them as outstanding).
     private func grant(_ byteCount: Int64, _ response: RPCWriter<Google_Protobuf_Any>) async throws {
         var remaining = byteCount
         while remaining > 0 {
@@ -338,7 +332,6 @@ private final class InputStreamSession {
             var message = Containerd_Types_Transfer_WindowUpdate()
             message.update = update
             try await response.write(try StreamMessage.encode(message))
-            self.outstandingCredit += Int64(update)
             remaining -= Int64(update)
         }
     }

@@ -16,6 +16,17 @@ enum SessionOutputWriteResult: Hashable, Sendable {
     case aboveHighWatermark
     /// The client's stream is gone; nothing was queued.
     case closed
+    /// Queued, and the client will confirm it (resumable native attach): wait for `whenConfirmed`.
+    case awaitingConfirmation
+}
+
+/// How a delivery of output to a client ended, for the registry.
+enum OutputDeliveryResult: Hashable, Sendable {
+    /// The client has all of it.
+    case delivered
+    /// The client's stream ended after it had taken (or confirmed) the first `deliveredByteCount`
+    /// bytes; the rest goes back to the channel.
+    case failed(deliveredByteCount: Int)
 }
 
 /// The client side of a session, whatever the protocol (native HTTP/2, WebSocket over HTTP/1.1 or
@@ -23,16 +34,35 @@ enum SessionOutputWriteResult: Hashable, Sendable {
 protocol SessionClientStream: AnyObject {
     /// The loop the session runs on.
     var eventLoop: any EventLoop { get }
-    /// Writes bytes of `stream` (stdout or stderr).
-    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult
+    /// Writes bytes of `stream` (stdout or stderr) that start at `streamOffset` in its channel.
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult
     /// Calls `callback` once the client has taken what was queued (or is gone).
     func whenWritable(_ callback: @escaping () -> Void)
+    /// After `.awaitingConfirmation`: calls `callback` once the client confirmed the write, or
+    /// with the confirmed prefix once the stream ends first (`abandonUnconfirmedOutput`).
+    func whenConfirmed(_ stream: StandardStream, _ callback: @escaping (OutputDeliveryResult) -> Void)
+    /// The session is letting go of its channels: settle every write awaiting confirmation now,
+    /// with the prefix the client confirmed.
+    func abandonUnconfirmedOutput()
+    /// A resumable client comes back after its stream breaks: only its close frame (or the end of
+    /// its request) ends stdin, never the stream's end.
+    var isResumable: Bool { get }
     /// Ends the client's output streams (FIN, close frames).
     func finishOutputs(_ streams: Set<StandardStream>)
     /// Writes the status and ends the response.
     func writeStatus(_ outcome: RemoteCommandOutcome)
     /// Releases the client's stream (reset it if the response has not ended).
     func close()
+}
+
+extension SessionClientStream {
+    func whenConfirmed(_ stream: StandardStream, _ callback: @escaping (OutputDeliveryResult) -> Void) {
+        preconditionFailure("only a client that answers .awaitingConfirmation confirms output")
+    }
+
+    func abandonUnconfirmedOutput() {}
+
+    var isResumable: Bool { false }
 }
 
 /// Callbacks waiting for a socket to become writable again: the `whenWritable` of the session
@@ -214,21 +244,24 @@ final class ExecSession {
         _ stream: StandardStream,
         _ chunks: [ByteBuffer],
         byteCount: Int,
-        acknowledge: @escaping (_ delivered: Bool) -> Void
+        streamOffset: Int,
+        acknowledge: @escaping (OutputDeliveryResult) -> Void
     ) {
         guard self.acceptsOutput else {
-            acknowledge(false)
+            acknowledge(.failed(deliveredByteCount: 0))
             return
         }
-        switch self.client.writeOutput(stream, chunks, byteCount: byteCount) {
+        switch self.client.writeOutput(stream, chunks, byteCount: byteCount, streamOffset: streamOffset) {
         case .writable:
-            acknowledge(true)
+            acknowledge(.delivered)
         case .aboveHighWatermark:
             // The client is behind: the channel's next delivery waits, so the process is paused at
             // the registry's watermark and memory stays bounded.
-            self.client.whenWritable { acknowledge(true) }
+            self.client.whenWritable { acknowledge(.delivered) }
+        case .awaitingConfirmation:
+            self.client.whenConfirmed(stream, acknowledge)
         case .closed:
-            acknowledge(false)
+            acknowledge(.failed(deliveredByteCount: 0))
         }
     }
 
@@ -380,6 +413,7 @@ final class ExecSession {
 
     private func stopReading() {
         self.acceptsOutput = false
+        self.client.abandonUnconfirmedOutput()
         for reader in self.readers {
             reader.stop()
         }
@@ -408,15 +442,16 @@ final class ExecSession {
         case .attach:
             // The channels stay with the container: a delivery in flight goes back to the head of
             // its queue for the next attach, and stdin stays open unless the container says
-            // stdin_once.
+            // stdin_once. A resumable client's unconfirmed bytes go back too.
+            self.client.abandonUnconfirmedOutput()
             for (stream, consumer) in self.consumers {
                 consumer.detach(from: self.channelID(stream))
             }
             self.consumers = [:]
             self.acceptsOutput = false
             // A client that leaves ends stdin only with stdin_once (close() decides); a preempted
-            // one only lets go.
-            if self.wasPreempted {
+            // one only lets go, and so does a resumable one (it will be back).
+            if self.wasPreempted || self.client.isResumable {
                 self.stdinProducer?.detach()
             } else {
                 self.stdinProducer?.close()
@@ -452,17 +487,18 @@ final class ClientOutputConsumer: IOChannelConsumer {
         self.generation.withLock { $0 = generation }
     }
 
-    func deliver(_ chunks: [ByteBuffer], byteCount: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
+    func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
         self.attached(as: generation)
         let session = self.session
         let registry = self.registry
         let stream = self.stream
         session.eventLoop.execute {
-            session.value.deliverOutput(stream, chunks, byteCount: byteCount) { delivered in
-                if delivered {
+            session.value.deliverOutput(stream, chunks, byteCount: byteCount, streamOffset: streamOffset) { result in
+                switch result {
+                case .delivered:
                     registry.delivered(id, byteCount: byteCount, by: generation)
-                } else {
-                    registry.deliveryFailed(id, by: generation, deliveredByteCount: 0)
+                case .failed(let deliveredByteCount):
+                    registry.deliveryFailed(id, by: generation, deliveredByteCount: deliveredByteCount)
                 }
             }
         }

@@ -10,16 +10,44 @@ import NIOCore
 /// Flow control is HTTP/2's own, end to end: output is written only while the stream's queue is
 /// under its watermark (the registry pauses the process reader otherwise), and request bytes are
 /// consumed (WINDOW_UPDATE) only as the stdin channel has room for them.
+///
+/// A **resumable attach** (`execstream-resumable: 1`, §9 "Resumable attach") differs in three
+/// ways, so that a client whose connection drops can attach again and go on with no gap and no
+/// duplicate:
+/// - each output delivery is preceded by a position frame (its stream offset), and it counts as
+///   delivered only once the client's acknowledge frames cover it; if the stream ends first, the
+///   registry gets back everything the client did not confirm;
+/// - stdin is credit-controlled by stdin window frames (what the channel has taken, how far the
+///   client may send), so the request body is always read and acknowledgements never wait
+///   behind stdin the process is not reading;
+/// - every request frame is handled on the event loop, in order.
 final class NativeHTTP2SessionClient: SessionClientStream {
     static let contentType = "application/vnd.execstream.v1"
+    /// The request header asking for a resumable attach, and the response header granting it.
+    static let resumableHeader = "execstream-resumable"
+    /// The stdin credit of a resumable attach.
+    static let resumableStdinWindowBytes: Int64 = 256 << 10
 
     private let stream: HTTP2ServerStream
     private var responseEnded = false
+    /// The resumable attach's bookkeeping; nil for a plain stream.
+    private var resumable: ResumableState?
+
+    /// What a resumable attach keeps: one confirmation machine per output, the stdin credit.
+    private struct ResumableState {
+        var confirmations: [StandardStream: OutputConfirmationStateMachine] = [:]
+        var confirmationCallbacks: [StandardStream: (OutputDeliveryResult) -> Void] = [:]
+        var stdin: ClientInputProducer?
+        var stdinCredit = InputCreditLedger(window: NativeHTTP2SessionClient.resumableStdinWindowBytes)
+        /// Stream offset of the next stdin byte the client sends.
+        var stdinOffset: UInt64 = 0
+    }
 
     var eventLoop: any EventLoop { self.stream.eventLoop }
 
-    init(stream: HTTP2ServerStream) {
+    init(stream: HTTP2ServerStream, resumable: Bool) {
         self.stream = stream
+        self.resumable = resumable ? ResumableState() : nil
     }
 
     /// Starts the response and a session for `plan`, and reads the client's frames into it.
@@ -28,13 +56,18 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         _ stream: HTTP2ServerStream,
         plan: ExecSessionPlan,
         initialTerminalSize: TerminalSize?,
+        resumable: Bool,
         registry: ChannelRegistry,
         logger: Logger,
         onRelease: @escaping () -> Void
     ) {
         stream.eventLoop.preconditionInEventLoop()
-        let client = NativeHTTP2SessionClient(stream: stream)
-        stream.sendResponseHead(status: 200, headers: ["content-type": Self.contentType])
+        let client = NativeHTTP2SessionClient(stream: stream, resumable: resumable)
+        var headers: HTTP2Headers = ["content-type": Self.contentType]
+        if resumable {
+            headers.add(name: Self.resumableHeader, value: "1")
+        }
+        stream.sendResponseHead(status: 200, headers: headers)
         let session = ExecSession(plan: plan, registry: registry, client: client, logger: logger, onRelease: onRelease)
         if let initialTerminalSize {
             session.terminalResized(initialTerminalSize)
@@ -49,8 +82,76 @@ final class NativeHTTP2SessionClient: SessionClientStream {
                 loopBound.value.clientVanished()
             }
         }
-        Task {
-            await Self.readFrames(from: stream, into: loopBound, stdin: stdin)
+        if resumable {
+            client.startStdin(stdin, requested: plan.stdin, registry: registry)
+            let boundClient = NIOLoopBound(client, eventLoop: stream.eventLoop)
+            Task {
+                await Self.readResumableFrames(from: stream, client: boundClient, session: loopBound)
+            }
+        } else {
+            Task {
+                await Self.readFrames(from: stream, into: loopBound, stdin: stdin)
+            }
+        }
+    }
+
+    /// Whether the request asks for a resumable attach (`execstream-resumable: 1`); only an attach
+    /// can be resumed (an exec's process ends with its stream).
+    static func isResumable(_ head: HTTP2RequestHead, kind: StreamingRequestKind) throws(ExecStreamError) -> Bool {
+        guard let value = head.headers[first: Self.resumableHeader] else { return false }
+        guard value == "1" else {
+            throw ExecStreamError(code: .invalidArgument, message: "\(Self.resumableHeader) must be 1, got \"\(value)\"")
+        }
+        switch kind {
+        case .attach:
+            return true
+        case .exec, .portForward:
+            throw ExecStreamError(code: .invalidArgument, message: "only an attach can be resumable: an exec's process ends with its stream")
+        }
+    }
+
+    /// Reads a resumable attach's request body: every frame goes to the event loop in order.
+    /// Nothing here waits for stdin to have room (the client's credit bounds it), so
+    /// acknowledgements are read however full stdin is.
+    private static func readResumableFrames(
+        from stream: HTTP2ServerStream,
+        client: NIOLoopBound<NativeHTTP2SessionClient>,
+        session: NIOLoopBound<ExecSession>
+    ) async {
+        var decoder = NativeFrameDecoder()
+        var resizes = TerminalSizeDecoder()
+        var buffered = ByteBuffer()
+        let eventLoop = client.eventLoop
+        do {
+            for try await chunk in stream.requestBody {
+                buffered.writeImmutableBuffer(chunk)
+                var frames: [NativeFrame] = []
+                while let frame = try decoder.decode(buffer: &buffered) {
+                    switch frame {
+                    case .data(.resize, let payload):
+                        let sizes = try resizes.feed(payload.readableBytesView)
+                        eventLoop.execute { sizes.forEach { session.value.terminalResized($0) } }
+                    case .data(.stdin, _), .close(.stdin), .acknowledge:
+                        frames.append(frame)
+                    case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize),
+                        .position, .stdinWindow:
+                        throw ExecStreamError(code: .malformedInput, message: "a resumable client sends only stdin, resize, close(stdin) and acknowledge frames")
+                    }
+                }
+                buffered.discardReadBytes()
+                if !frames.isEmpty {
+                    let received = frames
+                    eventLoop.execute { client.value.received(received) }
+                }
+            }
+            _ = try decoder.decodeLast(buffer: &buffered, seenEOF: true)
+            eventLoop.execute { client.value.received([.close(.stdin)]) }
+        } catch let error as ExecStreamError {
+            _ = error
+            eventLoop.execute { client.value.failed(code: HTTP2ErrorCode.protocolError) }
+        } catch {
+            // The stream was reset or the connection lost: the close future ends the session.
+            eventLoop.execute { client.value.failed(code: nil) }
         }
     }
 
@@ -73,7 +174,8 @@ final class NativeHTTP2SessionClient: SessionClientStream {
                         }
                     case .close(.stdin):
                         stdin?.close()
-                    case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize):
+                    case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize),
+                        .position, .acknowledge, .stdinWindow:
                         throw ExecStreamError(code: .malformedInput, message: "a client may only send stdin, resize and close(stdin) frames")
                     }
                 }
@@ -105,14 +207,155 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         return TerminalSize(width: width, height: height)
     }
 
+    // MARK: Resumable attach (on the event loop)
+
+    /// Starts a resumable attach's stdin: the first window names where the client sends from (or
+    /// a close frame says stdin is closed for good).
+    private func startStdin(_ producer: ClientInputProducer?, requested: Bool, registry: ChannelRegistry) {
+        guard requested else { return }
+        guard let producer, let taken = producer.channelReceivedByteCount else {
+            self.write(.close(.stdin))
+            return
+        }
+        self.resumable?.stdin = producer
+        self.resumable?.stdinOffset = UInt64(taken)
+        if let grant = self.resumable?.stdinCredit.start() {
+            self.grantStdin(grant)
+        }
+    }
+
+    /// Frames from the client, in order.
+    private func received(_ frames: [NativeFrame]) {
+        for frame in frames {
+            guard var state = self.resumable, !self.responseEnded else { return }
+            switch frame {
+            case .data(.stdin, let payload):
+                guard let producer = state.stdin else { continue }
+                let byteCount = Int64(payload.readableBytes)
+                do {
+                    try state.stdinCredit.received(byteCount)
+                } catch {
+                    return self.failed(code: HTTP2ErrorCode.flowControlError)
+                }
+                state.stdinOffset += UInt64(byteCount)
+                producer.produce(payload)
+                let action = state.stdinCredit.taken(byteCount, channelPaused: producer.isPaused)
+                self.resumable = state
+                self.carryOut(action)
+            case .close(.stdin):
+                state.stdin?.close()
+                state.stdin = nil
+                self.resumable = state
+            case .acknowledge(let channel, let offset):
+                let stream: StandardStream = channel == .stderr ? .stderr : .stdout
+                guard var confirmation = state.confirmations[stream] else { continue }
+                let outcome = confirmation.acknowledged(offset: offset)
+                state.confirmations[stream] = confirmation
+                switch outcome {
+                case .none:
+                    self.resumable = state
+                case .delivered:
+                    let callback = state.confirmationCallbacks.removeValue(forKey: stream)
+                    self.resumable = state
+                    callback?(.delivered)
+                case .protocolViolation:
+                    self.resumable = state
+                    return self.failed(code: HTTP2ErrorCode.protocolError)
+                }
+            case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .data(.resize, _), .close(.stdout), .close(.stderr), .close(.error),
+                .close(.resize), .position, .stdinWindow:
+                preconditionFailure("the frame reader passes on only stdin, close(stdin) and acknowledge frames")
+            }
+        }
+    }
+
+    /// The request body broke (`code` nil: the stream is gone already) or broke the protocol
+    /// (reset with `code`): stdin is let go, and the close future ends the session.
+    private func failed(code: UInt32?) {
+        self.resumable?.stdin?.detach()
+        self.resumable?.stdin = nil
+        if let code, !self.responseEnded {
+            self.responseEnded = true
+            self.stream.reset(code: code)
+        }
+    }
+
+    private func carryOut(_ action: InputCreditLedger.Action) {
+        switch action {
+        case .none:
+            break
+        case .grant(let byteCount):
+            self.grantStdin(byteCount)
+        case .awaitResume:
+            let client = NIOLoopBound(self, eventLoop: self.eventLoop)
+            let eventLoop = self.eventLoop
+            self.resumable?.stdin?.whenResumed {
+                eventLoop.execute { client.value.stdinResumed() }
+            }
+        }
+    }
+
+    private func stdinResumed() {
+        guard let producer = self.resumable?.stdin, !producer.isDone, let action = self.resumable?.stdinCredit.resumed(channelPaused: producer.isPaused)
+        else { return }
+        self.carryOut(action)
+    }
+
+    /// Sends the stdin window after a grant (the ledger counts the grant as outstanding).
+    private func grantStdin(_ byteCount: Int64) {
+        guard let state = self.resumable, byteCount > 0 else { return }
+        self.write(.stdinWindow(taken: state.stdinOffset, limit: state.stdinOffset + UInt64(state.stdinCredit.outstanding)))
+    }
+
+    private func write(_ frame: NativeFrame) {
+        guard !self.responseEnded else { return }
+        var buffer = ByteBuffer()
+        NativeFrameEncoder.encode(frame, into: &buffer)
+        _ = self.stream.writeOnEventLoop(buffer)
+    }
+
     // MARK: SessionClientStream
 
-    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult {
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         let channel: RemoteCommandChannel = stream == .stderr ? .stderr : .stdout
         var header = ByteBuffer()
-        header.reserveCapacity(NativeFrameEncoder.headerByteCount)
+        header.reserveCapacity(NativeFrameEncoder.headerByteCount * 2 + 9)
+        if self.resumable != nil {
+            NativeFrameEncoder.encode(.position(channel, offset: UInt64(streamOffset)), into: &header)
+        }
         NativeFrameEncoder.writeHeader(channel: channel.rawValue, payloadByteCount: byteCount, into: &header)
-        return SessionOutputWriteResult(self.stream.writeOnEventLoop(contentsOf: [header] + chunks))
+        let result = SessionOutputWriteResult(self.stream.writeOnEventLoop(contentsOf: [header] + chunks))
+        guard var state = self.resumable else { return result }
+        switch result {
+        case .closed:
+            return result
+        case .writable, .aboveHighWatermark, .awaitingConfirmation:
+            state.confirmations[stream, default: OutputConfirmationStateMachine()].sent(streamOffset: UInt64(streamOffset), byteCount: byteCount)
+            self.resumable = state
+            return .awaitingConfirmation
+        }
+    }
+
+    func whenConfirmed(_ stream: StandardStream, _ callback: @escaping (OutputDeliveryResult) -> Void) {
+        precondition(self.resumable?.confirmationCallbacks[stream] == nil, "one delivery per output awaits confirmation")
+        self.resumable?.confirmationCallbacks[stream] = callback
+    }
+
+    var isResumable: Bool { self.resumable != nil }
+
+    func abandonUnconfirmedOutput() {
+        guard var state = self.resumable else { return }
+        var settled: [((OutputDeliveryResult) -> Void, Int)] = []
+        for stream in [StandardStream.stdout, .stderr] {
+            guard let confirmed = state.confirmations[stream]?.abandoned() else { continue }
+            if let callback = state.confirmationCallbacks.removeValue(forKey: stream) {
+                settled.append((callback, confirmed))
+            }
+        }
+        self.resumable = state
+        for (callback, confirmed) in settled {
+            callback(.failed(deliveredByteCount: confirmed))
+        }
     }
 
     func whenWritable(_ callback: @escaping () -> Void) {
@@ -141,6 +384,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         trailers.add(name: "execstream-status", value: String(decoding: status, as: UTF8.self))
         self.stream.finish(trailers: trailers)
         self.responseEnded = true
+        self.resumable?.stdin = nil
     }
 
     func close() {

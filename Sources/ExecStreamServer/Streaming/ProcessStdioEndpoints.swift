@@ -159,7 +159,7 @@ final class ProcessInputWriter: IOChannelConsumer {
         self.isTerminal = isTerminal
     }
 
-    func deliver(_ chunks: [ByteBuffer], byteCount: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
+    func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
         let channel = self.channel
         let registry = self.registry
         channel.eventLoop.execute {

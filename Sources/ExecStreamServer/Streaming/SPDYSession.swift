@@ -239,7 +239,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
 
     // MARK: SessionClientStream
 
-    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult {
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard let context = self.context, context.channel.isActive, !self.ended,
             let id = self.streams[stream == .stderr ? .stderr : .stdout]
         else { return .closed }

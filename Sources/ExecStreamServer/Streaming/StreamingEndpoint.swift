@@ -34,8 +34,10 @@ struct StreamingEndpoint: Sendable {
             return
         }
         let initialTerminalSize: TerminalSize?
+        let resumable: Bool
         do {
             initialTerminalSize = try NativeHTTP2SessionClient.initialTerminalSize(in: head)
+            resumable = try NativeHTTP2SessionClient.isResumable(head, kind: kind)
         } catch {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
@@ -52,6 +54,7 @@ struct StreamingEndpoint: Sendable {
             stream,
             plan: prepared.plan,
             initialTerminalSize: initialTerminalSize,
+            resumable: resumable,
             registry: self.registry,
             logger: self.logger,
             onRelease: prepared.release

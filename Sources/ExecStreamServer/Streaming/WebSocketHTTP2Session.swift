@@ -145,7 +145,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
 
     // MARK: SessionClientStream
 
-    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult {
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard !self.ended else { return .closed }
         let channel: RemoteCommandChannel = stream == .stderr ? .stderr : .stdout
         let buffers: [ByteBuffer]

@@ -134,7 +134,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
 
     // MARK: SessionClientStream
 
-    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int) -> SessionOutputWriteResult {
+    func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard let context = self.context, context.channel.isActive, !self.ended else { return .closed }
         var payload: ByteBuffer
         if chunks.count == 1 {

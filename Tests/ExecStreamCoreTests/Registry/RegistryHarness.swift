@@ -60,7 +60,7 @@ struct RegistryHarness {
 
 /// The bytes of a delivery as a string, or nil when it is not a byte delivery to `consumer`.
 func deliveredText(_ delivery: IOChannelDelivery?, to consumer: ConsumerGeneration) -> String? {
-    guard case .bytes(let target, let chunks, let byteCount) = delivery, target == consumer else { return nil }
+    guard case .bytes(let target, let chunks, let byteCount, _) = delivery, target == consumer else { return nil }
     var joined = ByteBuffer()
     for var chunk in chunks {
         joined.writeBuffer(&chunk)

@@ -426,7 +426,7 @@ struct RegistryModelChecker {
         switch effects.delivery {
         case .none:
             break
-        case .some(.bytes(let consumer, let chunks, let byteCount)):
+        case .some(.bytes(let consumer, let chunks, let byteCount, let streamOffset)):
             try self.expect(allowed.contains(.delivery), "unexpected delivery")
             try self.expect(consumer == model.consumer, "delivery to \(consumer), current is \(String(describing: model.consumer))")
             try self.expect(model.inFlight == nil, "two deliveries in flight")
@@ -438,6 +438,7 @@ struct RegistryModelChecker {
             try self.expect(bytes.count == byteCount, "byteCount \(byteCount) does not match chunks (\(bytes.count))")
             try self.expect(byteCount <= self.options.maxDeliveryBytes || chunks.count == 1, "delivery over maxDeliveryBytes")
             let offset = model.acknowledged.count
+            try self.expect(streamOffset == offset, "delivery at stream offset \(streamOffset), expected \(offset)")
             try self.expect(
                 offset + bytes.count <= model.written.count && Array(model.written[offset..<offset + bytes.count]) == bytes,
                 "delivery is not the next unacknowledged bytes (exactly once, in order)"
@@ -478,6 +479,7 @@ struct RegistryModelChecker {
             try self.expect(snapshot.queuedByteCount + snapshot.inFlightByteCount == model.pending, "bytes held \(snapshot.queuedByteCount)+\(snapshot.inFlightByteCount) != written − acknowledged \(model.pending)")
             try self.expect(snapshot.inFlightByteCount == (model.inFlight?.bytes?.count ?? 0), "in-flight bytes")
             try self.expect(snapshot.acknowledgedByteCount == model.acknowledged.count, "acknowledged offset \(snapshot.acknowledgedByteCount), expected \(model.acknowledged.count)")
+            try self.expect(snapshot.receivedByteCount == model.written.count, "received \(snapshot.receivedByteCount), expected \(model.written.count)")
             try self.expect(snapshot.endOfStreamInFlight == (model.inFlight != nil && model.inFlight!.bytes == nil), "EOF in flight")
             try self.expect(snapshot.inFlightOwner == model.inFlight?.owner, "in-flight owner")
             try self.expect(snapshot.consumer == model.consumer, "current consumer")

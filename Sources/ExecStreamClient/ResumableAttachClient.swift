@@ -1,0 +1,278 @@
+public import ExecStreamCore
+import ExecStreamHTTP2
+public import ExecStreamProtos
+public import NIOCore
+import Synchronization
+
+/// An attach to a container's main process that survives dropped connections (PROTOCOLS.md §9,
+/// "Resumable attach"): when the connection breaks it connects again with exponential backoff,
+/// asks for a new attach URL and goes on, with no gap and no duplicate in the output and none in
+/// stdin.
+///
+/// Output: the server sends each delivery after a position frame and counts it delivered only
+/// once this client acknowledges it; what was unconfirmed when the connection broke comes again,
+/// and an `OutputResumeCursor` per stream drops what was already passed on. Stdin: bytes stay in
+/// a `StdinReplayBuffer` until the server's stdin window says the container has them, and a new
+/// connection sends on from the offset the server names.
+public final class ResumableAttachClient: Sendable {
+    /// How reconnecting paces itself and when it gives up.
+    public struct ReconnectPolicy: Hashable, Sendable {
+        /// The wait before the first reconnect; each failure doubles it.
+        public var initialDelay: Duration
+        /// The longest wait between attempts.
+        public var maximumDelay: Duration
+        /// Give up once the connection has been down this long (zero: never reconnect).
+        public var giveUpAfter: Duration
+
+        /// 50 ms, doubling up to 2 s, for up to `giveUpAfter` (30 s by default).
+        public init(initialDelay: Duration = .milliseconds(50), maximumDelay: Duration = .seconds(2), giveUpAfter: Duration = .seconds(30)) {
+            self.initialDelay = initialDelay
+            self.maximumDelay = maximumDelay
+            self.giveUpAfter = giveUpAfter
+        }
+    }
+
+    /// Opens a new connection to the server.
+    public typealias Connector = @Sendable () async throws(ClientError) -> CRIClient
+
+    private struct State {
+        var replay = StdinReplayBuffer()
+        var terminalSize: TerminalSize?
+        var stream: NativeStreamClient?
+        /// `sendStdin` callers waiting for the replay buffer to have room.
+        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Wakes the current connection's stdin sender.
+        var wakeSender: AsyncStream<Void>.Continuation?
+        /// Connections that broke and were replaced.
+        var reconnectCount = 0
+        /// The attach has ended: stdin is taken no more.
+        var finished = false
+    }
+
+    /// Stdin bytes held at most before `sendStdin` waits (the server's window bounds what is on
+    /// the wire; this bounds what waits for it).
+    public static let maxBufferedStdinBytes = 1 << 20
+    /// The largest stdin frame sent.
+    static let maxStdinFrameBytes = 32 << 10
+
+    private let connect: Connector
+    private let request: Runtime_V1_AttachRequest
+    private let policy: ReconnectPolicy
+    private let state: Mutex<State>
+
+    /// An attach described by `request` (its stdin, stdout, stderr and tty flags), over
+    /// connections made by `connect`. `terminalSize` is applied before the first output.
+    public init(request: Runtime_V1_AttachRequest, terminalSize: TerminalSize? = nil, policy: ReconnectPolicy = ReconnectPolicy(), connect: @escaping Connector) {
+        self.request = request
+        self.policy = policy
+        self.connect = connect
+        var state = State()
+        state.terminalSize = terminalSize
+        self.state = Mutex(state)
+    }
+
+    /// Connections that broke and were replaced so far.
+    public var reconnectCount: Int { self.state.withLock { $0.reconnectCount } }
+
+    /// Queues stdin bytes; waits while `maxBufferedStdinBytes` are already waiting for the server.
+    public func sendStdin(_ bytes: ByteBuffer) async {
+        while true {
+            let queued = self.state.withLock { state -> Bool in
+                guard !state.finished, state.replay.pendingByteCount >= Self.maxBufferedStdinBytes else {
+                    if !state.finished && !state.replay.isEnded {
+                        state.replay.append(bytes)
+                    }
+                    return true
+                }
+                return false
+            }
+            if queued { break }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = self.state.withLock { state -> Bool in
+                    guard !state.finished, state.replay.pendingByteCount >= Self.maxBufferedStdinBytes else { return true }
+                    state.spaceWaiters.append(continuation)
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        }
+        self.wakeSender()
+    }
+
+    /// Ends stdin after every byte queued before.
+    public func closeStdin() {
+        self.state.withLock { $0.replay.end() }
+        self.wakeSender()
+    }
+
+    /// Resizes the terminal (now, and on every connection after).
+    public func resize(_ size: TerminalSize) async {
+        let stream = self.state.withLock { state -> NativeStreamClient? in
+            state.terminalSize = size
+            return state.stream
+        }
+        try? await stream?.resize(size)
+    }
+
+    /// Streams until the main process's status arrives, reconnecting as needed; hands each output
+    /// byte to `output` once, in order. Throws when a connection cannot be made again within the
+    /// policy, or the server refuses the attach.
+    public func run(output: (StandardStream, ByteBuffer) async -> Void, onReconnect: (ClientError) -> Void = { _ in }) async throws(ClientError)
+        -> RemoteCommandResult
+    {
+        var cursors: [StandardStream: OutputResumeCursor] = [.stdout: OutputResumeCursor(), .stderr: OutputResumeCursor()]
+        var delay = self.policy.initialDelay
+        var downSince: ContinuousClock.Instant?
+        defer { self.finish() }
+        while true {
+            var connected = false
+            do {
+                return try await self.runConnection(cursors: &cursors, output: output, connected: &connected)
+            } catch let failure {
+                guard Self.isRetriable(failure) else { throw failure }
+                if connected {
+                    delay = self.policy.initialDelay
+                    downSince = nil
+                }
+                let now = ContinuousClock.now
+                let since = downSince ?? now
+                downSince = since
+                guard now - since + delay <= self.policy.giveUpAfter else { throw failure }
+                self.state.withLock { $0.reconnectCount += 1 }
+                onReconnect(failure)
+                // Backoff between attempts: a pause on purpose, not a wait for an event.
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, self.policy.maximumDelay)
+            }
+        }
+    }
+
+    /// One connection, from connecting to the status (returned) or a failure (thrown).
+    private func runConnection(
+        cursors: inout [StandardStream: OutputResumeCursor],
+        output: (StandardStream, ByteBuffer) async -> Void,
+        connected: inout Bool
+    ) async throws(ClientError) -> RemoteCommandResult {
+        let client = try await self.connect()
+        let connection = client.connection
+        let url = try await client.attach(self.request).url
+        let size = self.state.withLock { $0.terminalSize }
+        let stream = try await NativeStreamClient.open(url: url, on: connection, terminalSize: size, resumable: true)
+        let (signals, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        self.state.withLock { state in
+            state.replay.connectionStarted()
+            state.stream = stream
+            state.wakeSender = wake
+        }
+        for stream in [StandardStream.stdout, .stderr] {
+            cursors[stream]?.connectionStarted()
+        }
+        let sender = Task { await self.sendStdin(on: stream, signals: signals) }
+        defer {
+            sender.cancel()
+            wake.finish()
+            self.state.withLock { state in
+                if state.stream === stream {
+                    state.stream = nil
+                    state.wakeSender = nil
+                }
+            }
+            Task { await connection.close() }
+        }
+        var acknowledged: [StandardStream: UInt64] = [:]
+        return try await stream.receiveFrames(
+            { frame in
+                switch frame {
+                case .position(let channel, let offset):
+                    cursors[Self.standardStream(channel)]?.position(offset)
+                case .data(.stdout, let payload):
+                    if let fresh = cursors[.stdout]?.received(payload) {
+                        await output(.stdout, fresh)
+                    }
+                case .data(.stderr, let payload):
+                    if let fresh = cursors[.stderr]?.received(payload) {
+                        await output(.stderr, fresh)
+                    }
+                case .stdinWindow(let taken, let limit):
+                    self.stdinChanged { $0.window(taken: taken, limit: limit) }
+                case .close(.stdin):
+                    self.stdinChanged { $0.closedByServer() }
+                case .data(.stdin, _), .data(.resize, _), .data(.error, _), .close, .acknowledge:
+                    break
+                }
+            },
+            afterEachChunk: {
+                for standardStream in [StandardStream.stdout, .stderr] {
+                    guard let offset = cursors[standardStream]?.acknowledgeableOffset, acknowledged[standardStream].map({ offset > $0 }) ?? true
+                    else { continue }
+                    acknowledged[standardStream] = offset
+                    try await stream.send(.acknowledge(standardStream == .stderr ? .stderr : .stdout, offset: offset))
+                }
+            },
+            onHead: { headers in
+                guard headers[first: "execstream-resumable"] == "1" else {
+                    throw ClientError(code: .protocolError, message: "the server does not offer resumable attach")
+                }
+                connected = true
+            }
+        )
+    }
+
+    /// Sends stdin within the server's window whenever there is some to send, until cancelled or
+    /// the stream breaks (the receiving side notices that and reconnects).
+    private func sendStdin(on stream: NativeStreamClient, signals: AsyncStream<Void>) async {
+        for await _ in signals {
+            while true {
+                let frame = self.state.withLock { state -> NativeFrame? in
+                    if let bytes = state.replay.nextSend(maxBytes: Self.maxStdinFrameBytes) {
+                        return .data(.stdin, bytes)
+                    }
+                    return state.replay.takeCloseToSend() ? .close(.stdin) : nil
+                }
+                guard let frame else { break }
+                do {
+                    try await stream.send(frame)
+                } catch {
+                    return
+                }
+            }
+        }
+    }
+
+    /// Applies a change to the replay buffer, then lets waiting writers and the sender go on.
+    private func stdinChanged(_ change: (inout StdinReplayBuffer) -> Void) {
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            change(&state.replay)
+            guard state.replay.pendingByteCount < Self.maxBufferedStdinBytes else { return [] }
+            defer { state.spaceWaiters = [] }
+            return state.spaceWaiters
+        }
+        waiters.forEach { $0.resume() }
+        self.wakeSender()
+    }
+
+    private func wakeSender() {
+        let wake = self.state.withLock { $0.wakeSender }
+        wake?.yield()
+    }
+
+    private func finish() {
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.finished = true
+            defer { state.spaceWaiters = [] }
+            return state.spaceWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    private static func standardStream(_ channel: RemoteCommandChannel) -> StandardStream {
+        channel == .stderr ? .stderr : .stdout
+    }
+
+    /// A broken or refused connection is worth another attempt; an answer from the server (an
+    /// unknown container, a refused request, a protocol mismatch) is not.
+    static func isRetriable(_ error: ClientError) -> Bool {
+        if error.code == .unavailable { return true }
+        return error.code == .rpcFailed && error.grpcStatus == 14
+    }
+}

@@ -1,0 +1,90 @@
+"""A loopback TCP proxy that cuts connections: each of the first `cuts` connections is closed
+(both sockets, mid-frame as it happens) once it has carried a seeded-random number of bytes in
+either direction. Cuts are decided by bytes forwarded, never by time, so a run is repeatable."""
+import random
+import socket
+import threading
+
+
+class CuttingProxy:
+    def __init__(self, target_port: int, *, cuts: int, seed: int, min_bytes: int, max_bytes: int):
+        self.target_port = target_port
+        self.planned_cuts = cuts
+        self.rng = random.Random(seed)
+        self.min_bytes, self.max_bytes = min_bytes, max_bytes
+        self.lock = threading.Lock()
+        self.cuts = 0
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.closed = True
+        self.listener.close()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                budget = self.rng.randint(self.min_bytes, self.max_bytes) if self.connections <= self.planned_cuts else None
+            threading.Thread(target=self._serve, args=(client, budget), daemon=True).start()
+
+    def _serve(self, client: socket.socket, budget):
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        state = {"left": budget, "cut": False}
+        lock = threading.Lock()
+
+        def cut():
+            # Both ends see the connection die at once, as on a network failure.
+            for sock in (client, upstream):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        def pump(source: socket.socket, sink: socket.socket):
+            try:
+                while True:
+                    data = source.recv(64 << 10)
+                    if not data:
+                        break
+                    with lock:
+                        if state["cut"]:
+                            break
+                        if state["left"] is not None:
+                            if len(data) >= state["left"]:
+                                data = data[: state["left"]]
+                                state["cut"] = True
+                            state["left"] -= len(data)
+                        cutting = state["cut"]
+                    sink.sendall(data)
+                    if cutting:
+                        with self.lock:
+                            self.cuts += 1
+                        cut()
+                        break
+            except OSError:
+                pass
+            finally:
+                try:
+                    sink.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=pump, args=(client, upstream), daemon=True), threading.Thread(target=pump, args=(upstream, client), daemon=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        client.close()
+        upstream.close()

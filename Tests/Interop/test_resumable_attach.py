@@ -1,0 +1,169 @@
+"""Resumable attach (PROTOCOLS.md §9, "Resumable attach"): `execstream attach` through a proxy
+that cuts its connections again and again must print exactly what the main process wrote, and
+the main process must read exactly what was typed; the wire format is checked with Python h2 as
+an independent peer."""
+import hashlib
+import os
+import random
+import struct
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import start_server, stop_server
+from cutting_proxy import CuttingProxy
+from native_client import ACKNOWLEDGE, STDIN_WINDOW, STDOUT, NativeStream, frame
+from test_container_api import Runtime, expected_output
+
+RESUMABLE = [("execstream-resumable", "1")]
+
+
+@pytest.fixture(scope="module")
+def sidecar(execstream_bin, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("resumable")
+    running = start_server(execstream_bin, str(directory / "s.sock"))
+    yield running
+    assert stop_server(running) == 0
+
+
+@pytest.fixture
+def api(sidecar, containerd_protos):
+    with grpc.insecure_channel(f"unix:{sidecar.unix_socket}") as channel:
+        yield Runtime(channel, containerd_protos)
+
+
+@pytest.fixture
+def cri_service(sidecar, cri):
+    messages, stubs = cri
+    with grpc.insecure_channel(f"unix:{sidecar.unix_socket}") as channel:
+        yield messages, stubs.RuntimeServiceStub(channel)
+
+
+def attach_url(cri_service, container: str, *, stdin=False) -> str:
+    messages, service = cri_service
+    return service.Attach(messages.AttachRequest(container_id=container, stdin=stdin, stdout=True, stderr=True), timeout=10).url
+
+
+def test_attach_output_survives_twenty_cuts(execstream_bin, sidecar, api):
+    command = "seq 1 1500000"
+    api.create("resume-out", ["sh", "-c", command])
+    api.start("resume-out")
+    proxy = CuttingProxy(sidecar.port, cuts=20, seed=20261123, min_bytes=16 << 10, max_bytes=512 << 10)
+    try:
+        attach = subprocess.run(
+            [execstream_bin, "attach", "--server", f"127.0.0.1:{proxy.port}", "resume-out"], capture_output=True, timeout=300
+        )
+    finally:
+        proxy.close()
+    assert attach.returncode == 0, attach.stderr.decode(errors="replace")
+    expected = expected_output(command)
+    assert len(attach.stdout) == len(expected)
+    assert hashlib.sha256(attach.stdout).hexdigest() == hashlib.sha256(expected).hexdigest(), "a gap or a duplicate"
+    assert proxy.cuts == 20
+    assert attach.stderr.count(b"connection lost") == proxy.cuts
+    api.remove("resume-out")
+
+
+def test_stdin_and_output_survive_cuts_in_both_directions(execstream_bin, sidecar, api, tmp_path):
+    api.create("resume-cat", ["cat"], stdin=True, stdin_once=True)
+    api.start("resume-cat")
+    data = random.Random(7).randbytes(4 << 20)
+    source = tmp_path / "input"
+    source.write_bytes(data)
+    proxy = CuttingProxy(sidecar.port, cuts=12, seed=11, min_bytes=64 << 10, max_bytes=512 << 10)
+    try:
+        with open(source, "rb") as stdin:
+            attach = subprocess.run(
+                [execstream_bin, "attach", "-i", "--server", f"127.0.0.1:{proxy.port}", "resume-cat"],
+                stdin=stdin,
+                capture_output=True,
+                timeout=300,
+            )
+    finally:
+        proxy.close()
+    assert attach.returncode == 0, attach.stderr.decode(errors="replace")
+    assert len(attach.stdout) == len(data)
+    assert attach.stdout == data, "stdin or stdout has a gap or a duplicate"
+    assert proxy.cuts == 12
+    api.remove("resume-cat")
+
+
+def test_without_reconnect_a_cut_is_an_error(execstream_bin, sidecar, api):
+    api.create("resume-once", ["sh", "-c", "seq 1 1000000"])
+    api.start("resume-once")
+    proxy = CuttingProxy(sidecar.port, cuts=1, seed=3, min_bytes=64 << 10, max_bytes=64 << 10)
+    try:
+        attach = subprocess.run(
+            [execstream_bin, "attach", "--reconnect-timeout", "0", "--server", f"127.0.0.1:{proxy.port}", "resume-once"],
+            capture_output=True,
+            timeout=120,
+        )
+    finally:
+        proxy.close()
+    assert attach.returncode == 1
+    assert b"execstream:" in attach.stderr
+    api.remove("resume-once")
+
+
+def test_unconfirmed_output_comes_again_at_its_offset(sidecar, api, cri_service):
+    """Python h2 as the client: a delivery left unacknowledged is sent again, at the same offset,
+    to the next resumable attach; once acknowledged the stream moves on."""
+    api.create("resume-wire", ["sh", "-c", "seq 1 1000000"])
+    api.start("resume-wire")
+    first = NativeStream(attach_url(cri_service, "resume-wire"), headers=RESUMABLE)
+    while first.result is None or not first.result.deliveries:
+        first.pump_once()
+    assert first.result.status == 200 and first.result.headers.get("execstream-resumable") == "1"
+    offset, payload = first.result.deliveries[0]
+    assert offset == 0 and payload.startswith(b"1\n2\n3\n")
+    first.close()  # never acknowledged
+
+    second = NativeStream(attach_url(cri_service, "resume-wire"), headers=RESUMABLE)
+    while second.result is None or not second.result.deliveries:
+        second.pump_once()
+    again_offset, again = second.result.deliveries[0]
+    assert again_offset == 0 and again[: len(payload)] == payload, "the unconfirmed delivery comes again"
+    second.send(frame(ACKNOWLEDGE, struct.pack(">BQ", STDOUT, len(again))))
+    while len(second.result.deliveries) < 2:
+        second.pump_once()
+    assert second.result.deliveries[1][0] == len(again), "after the acknowledgement the stream moves on"
+    second.close()
+    api.remove("resume-wire")
+
+
+def test_protocol_mistakes_are_refused(sidecar, api, cri_service):
+    api.create("resume-bad", ["sh", "-c", "seq 1 1000000"], stdin=True)
+    api.start("resume-bad")
+    # Acknowledging bytes never sent resets the stream.
+    stream = NativeStream(attach_url(cri_service, "resume-bad", stdin=True), headers=RESUMABLE)
+    while stream.result is None or not stream.result.deliveries:
+        stream.pump_once()
+    assert stream.result.stdin_windows, "a resumable attach with stdin starts with a stdin window"
+    taken, limit = stream.result.stdin_windows[0]
+    assert limit > taken
+    offset, payload = stream.result.deliveries[0]
+    stream.send(frame(ACKNOWLEDGE, struct.pack(">BQ", STDOUT, offset + len(payload) + 1)))
+    assert stream.wait().reset_code == 1  # PROTOCOL_ERROR
+    stream.close()
+
+    # Stdin beyond the window resets the stream with FLOW_CONTROL_ERROR.
+    stream = NativeStream(attach_url(cri_service, "resume-bad", stdin=True), headers=RESUMABLE)
+    while stream.result is None or not stream.result.stdin_windows:
+        stream.pump_once()
+    taken, limit = stream.result.stdin_windows[0]
+    stream.send(frame(0, b"x" * (limit - taken + 1)))
+    assert stream.wait().reset_code == 3
+    stream.close()
+    api.remove("resume-bad")
+
+    # Only an attach resumes: an exec's process ends with its stream.
+    messages, service = cri_service
+    api.create("resume-exec", ["sleep", "infinity"])
+    api.start("resume-exec")
+    url = service.Exec(messages.ExecRequest(container_id="resume-exec", cmd=["true"], stdout=True), timeout=10).url
+    result = NativeStream(url, headers=RESUMABLE).wait()
+    assert result.status == 400 and b"only an attach" in result.body
+    result = NativeStream(attach_url(cri_service, "resume-exec"), headers=[("execstream-resumable", "yes")]).wait()
+    assert result.status == 400
+    api.remove("resume-exec")

@@ -65,6 +65,11 @@ public struct CRIClient: Sendable {
         try await self.unary("/runtime.v1.RuntimeService/Attach", request).response
     }
 
+    /// `RuntimeService/ContainerStatus`.
+    public func containerStatus(_ request: Runtime_V1_ContainerStatusRequest) async throws(ClientError) -> Runtime_V1_ContainerStatusResponse {
+        try await self.unary("/runtime.v1.RuntimeService/ContainerStatus", request).response
+    }
+
     /// `RuntimeService/ExecSync`, with the trailers (they report truncated output).
     public func execSync(_ request: Runtime_V1_ExecSyncRequest) async throws(ClientError) -> (
         response: Runtime_V1_ExecSyncResponse, trailers: [HTTP2ClientHeader]

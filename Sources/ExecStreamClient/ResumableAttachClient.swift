@@ -124,10 +124,11 @@ public final class ResumableAttachClient: Sendable {
         var delay = self.policy.initialDelay
         var downSince: ContinuousClock.Instant?
         defer { self.finish() }
+        var reconnecting = false
         while true {
             var connected = false
             do {
-                return try await self.runConnection(cursors: &cursors, output: output, connected: &connected)
+                return try await self.runConnection(cursors: &cursors, output: output, reconnecting: reconnecting, connected: &connected)
             } catch let failure {
                 guard Self.isRetriable(failure) else { throw failure }
                 if connected {
@@ -143,6 +144,7 @@ public final class ResumableAttachClient: Sendable {
                 // Backoff between attempts: a pause on purpose, not a wait for an event.
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, self.policy.maximumDelay)
+                reconnecting = true
             }
         }
     }
@@ -151,11 +153,23 @@ public final class ResumableAttachClient: Sendable {
     private func runConnection(
         cursors: inout [StandardStream: OutputResumeCursor],
         output: (StandardStream, ByteBuffer) async -> Void,
+        reconnecting: Bool,
         connected: inout Bool
     ) async throws(ClientError) -> RemoteCommandResult {
         let client = try await self.connect()
         let connection = client.connection
-        let url = try await client.attach(self.request).url
+        let url: String
+        do {
+            url = try await client.attach(self.request).url
+        } catch where reconnecting && error.grpcStatus == 9 {
+            // FAILED_PRECONDITION on a reconnect: if the main process exited, every byte of its
+            // output was acknowledged (the server still attaches while any is left) and only the
+            // status was lost with the connection. An attach's status is Success when the main
+            // process exits, whatever its code.
+            defer { Task { await connection.close() } }
+            guard try await self.mainProcessExited(client) else { throw error }
+            return RemoteCommandResult(exitCode: 0, message: "")
+        }
         let size = self.state.withLock { $0.terminalSize }
         let stream = try await NativeStreamClient.open(url: url, on: connection, terminalSize: size, resumable: true)
         let (signals, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -216,6 +230,11 @@ public final class ResumableAttachClient: Sendable {
                 connected = true
             }
         )
+    }
+
+    /// Whether the container's status says its main process has exited.
+    private func mainProcessExited(_ client: CRIClient) async throws(ClientError) -> Bool {
+        try await client.containerStatus(.with { $0.containerID = self.request.containerID }).status.state == .containerExited
     }
 
     /// Sends stdin within the server's window whenever there is some to send, until cancelled or

@@ -138,7 +138,9 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
 
     func attach(request: Runtime_V1_AttachRequest, context: ServerContext) async throws -> Runtime_V1_AttachResponse {
         try Self.validateStreams(containerID: request.containerID, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
-        let container = try self.runningContainer(request.containerID)
+        // A main process that exited before its output was taken can still be attached to: the
+        // output, then the exit status (a resumable attach that lost its connection needs it).
+        let container = try self.runningContainer(request.containerID, orDraining: true)
         guard container.spec.mainProcess != nil else {
             throw RPCError(ExecStreamError(code: .failedPrecondition, message: "container \"\(container.spec.id)\" has no main process to attach to"))
         }
@@ -246,12 +248,12 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         }
     }
 
-    private func runningContainer(_ id: String) throws -> ContainerRecord {
+    private func runningContainer(_ id: String, orDraining: Bool = false) throws -> ContainerRecord {
         if id.isEmpty {
             throw RPCError(ExecStreamError(code: .invalidArgument, message: "missing required container_id"))
         }
         let record = try self.existingContainer(id)
-        guard record.isRunning else {
+        guard record.isRunning || (orDraining && record.state == .exited && self.supervisor.hasUndrainedOutput(of: id)) else {
             throw RPCError(ExecStreamError(code: .failedPrecondition, message: "container \"\(id)\" is not running"))
         }
         return record

@@ -1,17 +1,19 @@
 """A loopback TCP proxy that cuts connections: each of the first `cuts` connections is closed
 (both sockets, mid-frame as it happens) once it has carried a seeded-random number of bytes in
-either direction. Cuts are decided by bytes forwarded, never by time, so a run is repeatable."""
+either direction, or, with `cut_before`, just before those bytes would reach the client. Cuts are
+decided by the bytes forwarded, never by time, so a run is repeatable."""
 import random
 import socket
 import threading
 
 
 class CuttingProxy:
-    def __init__(self, target_port: int, *, cuts: int, seed: int, min_bytes: int, max_bytes: int):
+    def __init__(self, target_port: int, *, cuts: int, seed: int = 0, min_bytes: int = 0, max_bytes: int = 0, cut_before: bytes | None = None):
         self.target_port = target_port
         self.planned_cuts = cuts
         self.rng = random.Random(seed)
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
+        self.cut_before = cut_before
         self.lock = threading.Lock()
         self.cuts = 0
         self.connections = 0
@@ -32,16 +34,18 @@ class CuttingProxy:
                 return
             with self.lock:
                 self.connections += 1
-                budget = self.rng.randint(self.min_bytes, self.max_bytes) if self.connections <= self.planned_cuts else None
-            threading.Thread(target=self._serve, args=(client, budget), daemon=True).start()
+                cutting = self.connections <= self.planned_cuts
+                budget = self.rng.randint(self.min_bytes, self.max_bytes) if cutting and self.cut_before is None else None
+                pattern = self.cut_before if cutting else None
+            threading.Thread(target=self._serve, args=(client, budget, pattern), daemon=True).start()
 
-    def _serve(self, client: socket.socket, budget):
+    def _serve(self, client: socket.socket, budget, pattern):
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
         except OSError:
             client.close()
             return
-        state = {"left": budget, "cut": False}
+        state = {"left": budget, "cut": False, "seen": b""}
         lock = threading.Lock()
 
         def cut():
@@ -61,6 +65,14 @@ class CuttingProxy:
                     with lock:
                         if state["cut"]:
                             break
+                        if pattern is not None and source is upstream:
+                            # Look across reads: keep the tail that could start the pattern.
+                            window = state["seen"] + data
+                            found = window.find(pattern)
+                            if found >= 0:
+                                data = data[: max(0, found - len(state["seen"]))]
+                                state["cut"] = True
+                            state["seen"] = window[-(len(pattern) - 1) :]
                         if state["left"] is not None:
                             if len(data) >= state["left"]:
                                 data = data[: state["left"]]

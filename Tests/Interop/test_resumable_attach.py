@@ -167,3 +167,44 @@ def test_protocol_mistakes_are_refused(sidecar, api, cri_service):
     result = NativeStream(attach_url(cri_service, "resume-exec"), headers=[("execstream-resumable", "yes")]).wait()
     assert result.status == 400
     api.remove("resume-exec")
+
+
+def test_output_left_by_an_exited_main_process_is_still_attached_to(execstream_bin, sidecar, api, cri_service):
+    command = "seq 1 100000; exit 7"
+    api.create("resume-exited", ["sh", "-c", command])
+    api.start("resume-exited")
+    assert api.wait("resume-exited").exit_code == 7  # its output waits in the channels
+    proxy = CuttingProxy(sidecar.port, cuts=3, seed=5, min_bytes=16 << 10, max_bytes=128 << 10)
+    try:
+        attach = subprocess.run(
+            [execstream_bin, "attach", "--server", f"127.0.0.1:{proxy.port}", "resume-exited"], capture_output=True, timeout=120
+        )
+    finally:
+        proxy.close()
+    assert attach.returncode == 0, attach.stderr.decode(errors="replace")  # an attach reports Success
+    assert attach.stdout == subprocess.run(["seq", "1", "100000"], capture_output=True, check=True).stdout
+    assert proxy.cuts == 3
+    # Drained now: Attach is refused as for any container that is not running.
+    with pytest.raises(grpc.RpcError) as refused:
+        attach_url(cri_service, "resume-exited")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    api.remove("resume-exited")
+
+
+def test_a_status_lost_with_the_connection_comes_from_the_container_status(execstream_bin, sidecar, api):
+    """The connection breaks after the last output byte and before the status: there is nothing
+    left to attach to (FAILED_PRECONDITION), and ContainerStatus confirms the main process exited,
+    so the attach ends as its status would have (Success) instead of failing."""
+    api.create("resume-status", ["sh", "-c", "echo done; exit 5"])
+    api.start("resume-status")
+    assert api.wait("resume-status").exit_code == 5
+    proxy = CuttingProxy(sidecar.port, cuts=1, cut_before=b'{"metadata":{},"status":"')
+    try:
+        attach = subprocess.run(
+            [execstream_bin, "attach", "--server", f"127.0.0.1:{proxy.port}", "resume-status"], capture_output=True, timeout=120
+        )
+    finally:
+        proxy.close()
+    assert (attach.returncode, attach.stdout) == (0, b"done\n"), attach.stderr.decode(errors="replace")
+    assert proxy.cuts == 1 and attach.stderr.count(b"connection lost") == 1
+    api.remove("resume-status")

@@ -303,6 +303,12 @@ final class ContainerSupervisor: Sendable {
         return token
     }
 
+    /// Whether the main process of `id` has output its channels still hold (it may have exited
+    /// meanwhile): an attach can still take that output, then the exit status.
+    func hasUndrainedOutput(of id: String) -> Bool {
+        [StandardStream.stdout, .stderr].contains { self.registry.presence(of: IOChannelID(owner: id, stream: $0)) == .live }
+    }
+
     /// Forgets an observer (its session ended first).
     func removeObserver(_ token: UInt64, of id: String) {
         self.state.withLock { _ = $0.entries[id]?.observers.removeValue(forKey: token) }

@@ -294,10 +294,7 @@ final class ExecSession {
                     try? ProcessSpawner.resize(terminal: terminal, to: size)
                 }
             case .armDrainTimer(let delay):
-                let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
-                self.drainTimer = self.eventLoop.scheduleTask(in: delay) {
-                    loopBound.value.perform(loopBound.value.machine.drainTimerFired())
-                }
+                self.armDrainTimer(delay)
             case .cancelDrainTimer:
                 self.drainTimer?.cancel()
                 self.drainTimer = nil
@@ -319,6 +316,29 @@ final class ExecSession {
             case .close:
                 self.release()
             }
+        }
+    }
+
+    /// The post-exit drain bound is for output a background child holds open. Output that has
+    /// reached end of file and is only waiting for the client to take it is not cut short: the
+    /// bound starts again while any output channel is draining.
+    private func armDrainTimer(_ delay: TimeAmount) {
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.drainTimer = self.eventLoop.scheduleTask(in: delay) {
+            let session = loopBound.value
+            if session.outputAwaitsClient {
+                session.armDrainTimer(delay)
+            } else {
+                session.perform(session.machine.drainTimerFired())
+            }
+        }
+    }
+
+    /// Whether an output channel has ended (its producer closed) and still holds bytes for the
+    /// client.
+    private var outputAwaitsClient: Bool {
+        self.machine.configuration.outputs.contains { stream in
+            self.registry.snapshot(of: self.channelID(stream))?.phase == .draining
         }
     }
 

@@ -163,8 +163,8 @@ public final class ResumableAttachClient: Sendable {
             url = try await client.attach(self.request).url
         } catch where reconnecting && error.grpcStatus == 9 {
             // FAILED_PRECONDITION on a reconnect: if the main process exited, every byte of its
-            // output was acknowledged (the server still attaches while any is left) and only the
-            // status was lost with the connection. An attach's status is Success when the main
+            // output was acknowledged (the server still attaches while any is left) and only end
+            // of stream and the status were lost with the connection. An attach's status is Success when the main
             // process exits, whatever its code.
             defer { Task { await connection.close() } }
             guard try await self.mainProcessExited(client) else { throw error }

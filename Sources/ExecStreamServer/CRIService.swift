@@ -253,7 +253,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
             throw RPCError(ExecStreamError(code: .invalidArgument, message: "missing required container_id"))
         }
         let record = try self.existingContainer(id)
-        guard record.isRunning || (orDraining && record.state == .exited && self.supervisor.hasUndrainedOutput(of: id)) else {
+        guard record.isRunning || (orDraining && record.state == .exited && self.supervisor.hasUntakenOutput(of: id)) else {
             throw RPCError(ExecStreamError(code: .failedPrecondition, message: "container \"\(id)\" is not running"))
         }
         return record

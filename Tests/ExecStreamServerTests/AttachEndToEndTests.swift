@@ -102,7 +102,7 @@ struct AttachEndToEndTests {
                 state = response.status.state
                 await Task.yield()
             }
-            // An exited container refuses new attaches, as a runtime does.
+            // An exited container with no output left refuses new attaches, as a runtime does.
             await #expect(throws: ClientError.self) { _ = try await self.attach(server, "quiet", stdin: false) }
         }
     }

@@ -303,10 +303,13 @@ final class ContainerSupervisor: Sendable {
         return token
     }
 
-    /// Whether the main process of `id` has output its channels still hold (it may have exited
-    /// meanwhile): an attach can still take that output, then the exit status.
-    func hasUndrainedOutput(of id: String) -> Bool {
-        [StandardStream.stdout, .stderr].contains { self.registry.presence(of: IOChannelID(owner: id, stream: $0)) == .live }
+    /// Whether the channels of `id`'s main process still hold output bytes nobody has taken (it
+    /// may have exited meanwhile): an attach can still take them, then the exit status.
+    func hasUntakenOutput(of id: String) -> Bool {
+        [StandardStream.stdout, .stderr].contains { stream in
+            guard let snapshot = self.registry.snapshot(of: IOChannelID(owner: id, stream: stream)) else { return false }
+            return snapshot.queuedByteCount + snapshot.inFlightByteCount > 0
+        }
     }
 
     /// Forgets an observer (its session ended first).

@@ -227,45 +227,45 @@ final class NativeHTTP2SessionClient: SessionClientStream {
     /// Frames from the client, in order.
     private func received(_ frames: [NativeFrame]) {
         for frame in frames {
-            guard var state = self.resumable, !self.responseEnded else { return }
+            guard self.resumable != nil, !self.responseEnded else { return }
             switch frame {
             case .data(.stdin, let payload):
-                guard let producer = state.stdin else { continue }
-                let byteCount = Int64(payload.readableBytes)
-                do {
-                    try state.stdinCredit.received(byteCount)
-                } catch {
-                    return self.failed(code: HTTP2ErrorCode.flowControlError)
-                }
-                state.stdinOffset += UInt64(byteCount)
-                producer.produce(payload)
-                let action = state.stdinCredit.taken(byteCount, channelPaused: producer.isPaused)
-                self.resumable = state
-                self.carryOut(action)
+                self.stdinReceived(payload)
             case .close(.stdin):
-                state.stdin?.close()
-                state.stdin = nil
-                self.resumable = state
+                self.resumable!.stdin?.close()
+                self.resumable!.stdin = nil
             case .acknowledge(let channel, let offset):
-                let stream: StandardStream = channel == .stderr ? .stderr : .stdout
-                guard var confirmation = state.confirmations[stream] else { continue }
-                let outcome = confirmation.acknowledged(offset: offset)
-                state.confirmations[stream] = confirmation
-                switch outcome {
-                case .none:
-                    self.resumable = state
-                case .delivered:
-                    let callback = state.confirmationCallbacks.removeValue(forKey: stream)
-                    self.resumable = state
-                    callback?(.delivered)
-                case .protocolViolation:
-                    self.resumable = state
-                    return self.failed(code: HTTP2ErrorCode.protocolError)
-                }
+                self.acknowledged(channel == .stderr ? .stderr : .stdout, offset: offset)
             case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .data(.resize, _), .close(.stdout), .close(.stderr), .close(.error),
                 .close(.resize), .position, .stdinWindow:
                 preconditionFailure("the frame reader passes on only stdin, close(stdin) and acknowledge frames")
             }
+        }
+    }
+
+    /// Stdin bytes within the client's credit go into the channel, and credit comes back.
+    private func stdinReceived(_ payload: ByteBuffer) {
+        guard let producer = self.resumable!.stdin else { return }
+        let byteCount = Int64(payload.readableBytes)
+        do {
+            try self.resumable!.stdinCredit.received(byteCount)
+        } catch {
+            return self.failed(code: HTTP2ErrorCode.flowControlError)
+        }
+        self.resumable!.stdinOffset += UInt64(byteCount)
+        producer.produce(payload)
+        self.carryOut(self.resumable!.stdinCredit.taken(byteCount, channelPaused: producer.isPaused))
+    }
+
+    /// The client holds every byte of `stream` before `offset`.
+    private func acknowledged(_ stream: StandardStream, offset: UInt64) {
+        switch self.resumable!.confirmations[stream, default: OutputConfirmationStateMachine()].acknowledged(offset: offset) {
+        case .none:
+            break
+        case .delivered:
+            self.resumable!.confirmationCallbacks.removeValue(forKey: stream)?(.delivered)
+        case .protocolViolation:
+            self.failed(code: HTTP2ErrorCode.protocolError)
         }
     }
 
@@ -325,13 +325,12 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         }
         NativeFrameEncoder.writeHeader(channel: channel.rawValue, payloadByteCount: byteCount, into: &header)
         let result = SessionOutputWriteResult(self.stream.writeOnEventLoop(contentsOf: [header] + chunks))
-        guard var state = self.resumable else { return result }
+        guard self.resumable != nil else { return result }
         switch result {
         case .closed:
             return result
         case .writable, .aboveHighWatermark, .awaitingConfirmation:
-            state.confirmations[stream, default: OutputConfirmationStateMachine()].sent(streamOffset: UInt64(streamOffset), byteCount: byteCount)
-            self.resumable = state
+            self.resumable!.confirmations[stream, default: OutputConfirmationStateMachine()].sent(streamOffset: UInt64(streamOffset), byteCount: byteCount)
             return .awaitingConfirmation
         }
     }
@@ -344,16 +343,11 @@ final class NativeHTTP2SessionClient: SessionClientStream {
     var isResumable: Bool { self.resumable != nil }
 
     func abandonUnconfirmedOutput() {
-        guard var state = self.resumable else { return }
-        var settled: [((OutputDeliveryResult) -> Void, Int)] = []
+        guard self.resumable != nil else { return }
         for stream in [StandardStream.stdout, .stderr] {
-            guard let confirmed = state.confirmations[stream]?.abandoned() else { continue }
-            if let callback = state.confirmationCallbacks.removeValue(forKey: stream) {
-                settled.append((callback, confirmed))
-            }
-        }
-        self.resumable = state
-        for (callback, confirmed) in settled {
+            guard let confirmed = self.resumable!.confirmations[stream]?.abandoned(),
+                let callback = self.resumable!.confirmationCallbacks.removeValue(forKey: stream)
+            else { continue }
             callback(.failed(deliveredByteCount: confirmed))
         }
     }

@@ -190,3 +190,13 @@ def http_server():
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd.server_address[1]
     httpd.shutdown()
+
+
+@pytest.fixture
+def api(sidecar, containerd_protos):
+    """The container API (and containerd's Stream) on the test module's own `sidecar` server."""
+    import grpc
+    from container_runtime import Runtime
+
+    with grpc.insecure_channel(f"unix:{sidecar.unix_socket}") as channel:
+        yield Runtime(channel, containerd_protos)

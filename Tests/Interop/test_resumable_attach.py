@@ -3,7 +3,6 @@ that cuts its connections again and again must print exactly what the main proce
 the main process must read exactly what was typed; the wire format is checked with Python h2 as
 an independent peer."""
 import hashlib
-import os
 import random
 import struct
 import subprocess
@@ -12,9 +11,9 @@ import grpc
 import pytest
 
 from conftest import start_server, stop_server
+from container_runtime import expected_output
 from cutting_proxy import CuttingProxy
-from native_client import ACKNOWLEDGE, STDIN_WINDOW, STDOUT, NativeStream, frame
-from test_container_api import Runtime, expected_output
+from native_client import ACKNOWLEDGE, STDOUT, NativeStream, frame
 
 RESUMABLE = [("execstream-resumable", "1")]
 
@@ -28,16 +27,23 @@ def sidecar(execstream_bin, tmp_path_factory):
 
 
 @pytest.fixture
-def api(sidecar, containerd_protos):
-    with grpc.insecure_channel(f"unix:{sidecar.unix_socket}") as channel:
-        yield Runtime(channel, containerd_protos)
-
-
-@pytest.fixture
 def cri_service(sidecar, cri):
     messages, stubs = cri
     with grpc.insecure_channel(f"unix:{sidecar.unix_socket}") as channel:
         yield messages, stubs.RuntimeServiceStub(channel)
+
+
+def attach_through(proxy: CuttingProxy, execstream_bin: str, container: str, *flags: str, stdin=None, timeout: float = 300):
+    """Runs `execstream attach` against the server through `proxy`, then closes the proxy."""
+    try:
+        return subprocess.run(
+            [execstream_bin, "attach", *flags, "--server", f"127.0.0.1:{proxy.port}", container],
+            stdin=stdin,
+            capture_output=True,
+            timeout=timeout,
+        )
+    finally:
+        proxy.close()
 
 
 def attach_url(cri_service, container: str, *, stdin=False) -> str:
@@ -50,12 +56,7 @@ def test_attach_output_survives_twenty_cuts(execstream_bin, sidecar, api):
     api.create("resume-out", ["sh", "-c", command])
     api.start("resume-out")
     proxy = CuttingProxy(sidecar.port, cuts=20, seed=20261123, min_bytes=16 << 10, max_bytes=512 << 10)
-    try:
-        attach = subprocess.run(
-            [execstream_bin, "attach", "--server", f"127.0.0.1:{proxy.port}", "resume-out"], capture_output=True, timeout=300
-        )
-    finally:
-        proxy.close()
+    attach = attach_through(proxy, execstream_bin, "resume-out", timeout=300)
     assert attach.returncode == 0, attach.stderr.decode(errors="replace")
     expected = expected_output(command)
     assert len(attach.stdout) == len(expected)
@@ -72,16 +73,8 @@ def test_stdin_and_output_survive_cuts_in_both_directions(execstream_bin, sideca
     source = tmp_path / "input"
     source.write_bytes(data)
     proxy = CuttingProxy(sidecar.port, cuts=12, seed=11, min_bytes=64 << 10, max_bytes=512 << 10)
-    try:
-        with open(source, "rb") as stdin:
-            attach = subprocess.run(
-                [execstream_bin, "attach", "-i", "--server", f"127.0.0.1:{proxy.port}", "resume-cat"],
-                stdin=stdin,
-                capture_output=True,
-                timeout=300,
-            )
-    finally:
-        proxy.close()
+    with open(source, "rb") as stdin:
+        attach = attach_through(proxy, execstream_bin, "resume-cat", "-i", stdin=stdin, timeout=300)
     assert attach.returncode == 0, attach.stderr.decode(errors="replace")
     assert len(attach.stdout) == len(data)
     assert attach.stdout == data, "stdin or stdout has a gap or a duplicate"
@@ -93,14 +86,7 @@ def test_without_reconnect_a_cut_is_an_error(execstream_bin, sidecar, api):
     api.create("resume-once", ["sh", "-c", "seq 1 1000000"])
     api.start("resume-once")
     proxy = CuttingProxy(sidecar.port, cuts=1, seed=3, min_bytes=64 << 10, max_bytes=64 << 10)
-    try:
-        attach = subprocess.run(
-            [execstream_bin, "attach", "--reconnect-timeout", "0", "--server", f"127.0.0.1:{proxy.port}", "resume-once"],
-            capture_output=True,
-            timeout=120,
-        )
-    finally:
-        proxy.close()
+    attach = attach_through(proxy, execstream_bin, "resume-once", "--reconnect-timeout", "0", timeout=120)
     assert attach.returncode == 1
     assert b"execstream:" in attach.stderr
     api.remove("resume-once")
@@ -175,12 +161,7 @@ def test_output_left_by_an_exited_main_process_is_still_attached_to(execstream_b
     api.start("resume-exited")
     assert api.wait("resume-exited").exit_code == 7  # its output waits in the channels
     proxy = CuttingProxy(sidecar.port, cuts=3, seed=5, min_bytes=16 << 10, max_bytes=128 << 10)
-    try:
-        attach = subprocess.run(
-            [execstream_bin, "attach", "--server", f"127.0.0.1:{proxy.port}", "resume-exited"], capture_output=True, timeout=120
-        )
-    finally:
-        proxy.close()
+    attach = attach_through(proxy, execstream_bin, "resume-exited", timeout=120)
     assert attach.returncode == 0, attach.stderr.decode(errors="replace")  # an attach reports Success
     assert attach.stdout == subprocess.run(["seq", "1", "100000"], capture_output=True, check=True).stdout
     assert proxy.cuts == 3
@@ -199,12 +180,7 @@ def test_a_status_lost_with_the_connection_comes_from_the_container_status(execs
     api.start("resume-status")
     assert api.wait("resume-status").exit_code == 5
     proxy = CuttingProxy(sidecar.port, cuts=1, cut_before=b'{"metadata":{},"status":"')
-    try:
-        attach = subprocess.run(
-            [execstream_bin, "attach", "--server", f"127.0.0.1:{proxy.port}", "resume-status"], capture_output=True, timeout=120
-        )
-    finally:
-        proxy.close()
+    attach = attach_through(proxy, execstream_bin, "resume-status", timeout=120)
     assert (attach.returncode, attach.stdout) == (0, b"done\n"), attach.stderr.decode(errors="replace")
     assert proxy.cuts == 1 and attach.stderr.count(b"connection lost") == 1
     api.remove("resume-status")

@@ -300,6 +300,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkCallback)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamCloseCallback)
         nghttp2_session_callbacks_set_send_data_callback(callbacks, sendDataCallback)
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, onFrameNotSentCallback)
 
         var option: OpaquePointer?
         nghttp2_option_new(&option)
@@ -697,6 +698,18 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         return 0
     }
 
+    /// nghttp2 could not serialise a frame. For a response head or trailers (a header block over
+    /// nghttp2's 64 KiB send limit, say) it drops the frame and leaves the stream open, so the
+    /// peer would wait for an answer that never comes: reset the stream at once instead.
+    fileprivate func onFrameNotSent(_ frame: UnsafePointer<nghttp2_frame>, errorCode: Int32) -> Int32 {
+        let header = frame.pointee.hd
+        guard UInt32(header.type) == NGHTTP2_HEADERS.rawValue, let session = self.session, self.streams[header.stream_id] != nil else {
+            return 0
+        }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), header.stream_id, HTTP2ErrorCode.internalError)
+        return 0
+    }
+
     /// nghttp2 asks how much of `streamID`'s queued body to send (at most `maxLength`).
     fileprivate func readData(streamID: Int32, maxLength: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = self.streams[streamID], let session = self.session else {
@@ -794,6 +807,11 @@ private let onDataChunkCallback: nghttp2_on_data_chunk_recv_callback = { _, _, s
 
 private let onStreamCloseCallback: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
     handler(userData).onStreamClose(streamID: streamID, errorCode: errorCode)
+}
+
+private let onFrameNotSentCallback: nghttp2_on_frame_not_send_callback = { _, frame, errorCode, userData in
+    guard let frame else { return 0 }
+    return handler(userData).onFrameNotSent(frame, errorCode: errorCode)
 }
 
 private let readDataCallback: nghttp2_data_source_read_callback = { _, streamID, _, length, flags, _, userData in

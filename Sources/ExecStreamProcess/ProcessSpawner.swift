@@ -239,7 +239,7 @@ public enum ProcessSpawner {
             let step = failedStep.map { String(cString: $0) } ?? "spawn"
             let reason = String(cString: strerror(errno))
             let command = configuration.arguments[0]
-            throw ProcessError(code: .spawnFailed, message: "exec: \"\(command)\": \(step): \(reason)", errno: errno)
+            throw ProcessError(code: .spawnFailed, message: "exec: \"\(CommandLineLimits.displayed(command))\": \(step): \(reason)", errno: errno)
         }
         result.pid = pid
         result.pidfd = pidfd
@@ -254,7 +254,7 @@ public enum ProcessSpawner {
     static func resolve(_ command: String, environment: [String]) throws(ProcessError) -> String {
         if command.contains("/") {
             guard access(command, X_OK) == 0 else {
-                throw ProcessError(code: .executableNotFound, message: "exec: \"\(command)\": \(String(cString: strerror(errno)))", errno: errno)
+                throw ProcessError(code: .executableNotFound, message: "exec: \"\(CommandLineLimits.displayed(command))\": \(String(cString: strerror(errno)))", errno: errno)
             }
             return command
         }
@@ -266,7 +266,7 @@ public enum ProcessSpawner {
                 return candidate
             }
         }
-        throw ProcessError(code: .executableNotFound, message: "exec: \"\(command)\": executable file not found in $PATH", errno: ENOENT)
+        throw ProcessError(code: .executableNotFound, message: "exec: \"\(CommandLineLimits.displayed(command))\": executable file not found in $PATH", errno: ENOENT)
     }
 
     private static func makePipe() throws(ProcessError) -> (read: Int32, write: Int32) {

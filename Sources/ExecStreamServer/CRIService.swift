@@ -38,6 +38,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
     private let requests: StreamingRequestCache
     private let advertised: AdvertisedStreamingAddress
     private let execSyncOutputLimit: Int
+    private let maxMessageBytes: Int
     private let supervisor: ContainerSupervisor
 
     init(
@@ -45,9 +46,11 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         requests: StreamingRequestCache,
         advertised: AdvertisedStreamingAddress,
         execSyncOutputLimit: Int,
+        maxMessageBytes: Int,
         supervisor: ContainerSupervisor
     ) {
         self.supervisor = supervisor
+        self.maxMessageBytes = maxMessageBytes
         self.containers = containers
         self.requests = requests
         self.advertised = advertised
@@ -80,7 +83,6 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
 
     private func runExecSync(_ request: Runtime_V1_ExecSyncRequest) async throws -> (response: Runtime_V1_ExecSyncResponse, trailers: Metadata) {
         let container = try self.runningContainer(request.containerID)
-        guard !request.cmd.isEmpty else { throw RPCError(ExecStreamError(code: .invalidArgument, message: "missing required cmd")) }
         let process: SpawnedProcess
         do {
             let configuration = try self.supervisor.processConfiguration(
@@ -94,7 +96,8 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         } catch let error as ProcessError {
             throw RPCError(error)
         }
-        let limit = self.execSyncOutputLimit
+        // Neither stream alone may outgrow the message; together they are fitted below.
+        let limit = min(self.execSyncOutputLimit, ExecSyncOutputBudget.outputBytes(maxMessageBytes: self.maxMessageBytes))
         async let stdout = OutputCollector.collect(fd: process.stdout!, streamName: "stdout", limit: limit)
         async let stderr = OutputCollector.collect(fd: process.stderr!, streamName: "stderr", limit: limit)
         let status: ProcessExitStatus
@@ -105,13 +108,21 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
                 ProcessSpawner.signalGroup(of: process.pid, SIGKILL)
                 _ = await exited.wait(timeout: nil)
                 _ = await (stdout, stderr)
-                throw RPCError(code: .deadlineExceeded, message: "command \(request.cmd) timed out after \(request.timeout)s")
+                let name = CommandLineLimits.displayed(request.cmd[0])
+                throw RPCError(code: .deadlineExceeded, message: "command \"\(name)\" timed out after \(request.timeout)s")
             }
             status = finished
         } else {
             status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
         }
-        let (out, err) = await (stdout, stderr)
+        let (stdoutCapture, stderrCapture) = await (stdout, stderr)
+        let limits = ExecSyncOutputBudget.limits(
+            stdout: stdoutCapture.result().bytes.readableBytes,
+            stderr: stderrCapture.result().bytes.readableBytes,
+            maxMessageBytes: self.maxMessageBytes
+        )
+        let out = stdoutCapture.result(limit: limits.stdout)
+        let err = stderrCapture.result(limit: limits.stderr)
         var trailers = Metadata()
         trailers.addString(String(out.droppedByteCount), forKey: "execstream-stdout-dropped-bytes")
         trailers.addString(String(err.droppedByteCount), forKey: "execstream-stderr-dropped-bytes")
@@ -129,6 +140,11 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         try Self.validateStreams(containerID: request.containerID, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
         guard !request.cmd.isEmpty else { throw RPCError(ExecStreamError(code: .invalidArgument, message: "missing required cmd")) }
         let container = try self.runningContainer(request.containerID)
+        do {
+            try ContainerSupervisor.validateCommand(request.cmd, in: container.spec)
+        } catch {
+            throw RPCError(error)
+        }
         let url = try self.issue(
             .exec(containerID: container.spec.id, command: request.cmd, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr),
             kind: .exec
@@ -305,7 +321,7 @@ private final class ManagedExit: Sendable {
 
 /// Reads a pipe to its end on an event loop into a bounded capture.
 enum OutputCollector {
-    static func collect(fd: Int32, streamName: String, limit: Int) async -> (bytes: ByteBuffer, droppedByteCount: Int) {
+    static func collect(fd: Int32, streamName: String, limit: Int) async -> BoundedOutputCapture {
         let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: BoundedOutputCapture.self)
         do {
             _ = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -318,10 +334,9 @@ enum OutputCollector {
                 .get()
         } catch {
             close(fd)
-            return (ByteBuffer(), 0)
+            return BoundedOutputCapture(streamName: streamName, limit: limit)
         }
-        guard let capture = try? await promise.futureResult.get() else { return (ByteBuffer(), 0) }
-        return capture.result()
+        return (try? await promise.futureResult.get()) ?? BoundedOutputCapture(streamName: streamName, limit: limit)
     }
 
     private final class CaptureHandler: ChannelInboundHandler {

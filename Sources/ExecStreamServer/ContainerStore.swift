@@ -104,6 +104,7 @@ extension ContainerSpec {
         if let main = self.mainProcess, main.command.isEmpty {
             throw ExecStreamError(code: .invalidArgument, message: "container \"\(self.id)\": its main process needs a command")
         }
+        try CommandLineLimits().validate(arguments: self.mainProcess?.command ?? [], environment: self.environment)
         if self.isolation == .namespaces && self.mainProcess == nil {
             throw ExecStreamError(
                 code: .invalidArgument,

@@ -76,6 +76,7 @@ public final class ExecStreamServer: Service, Sendable {
             requests: requests,
             advertised: advertised,
             execSyncOutputLimit: self.configuration.execSyncOutputLimit,
+            maxMessageBytes: self.configuration.grpc.maxMessageBytes,
             supervisor: supervisor
         )
         let containerdStreaming = ContainerdStreamingService(registry: registry, logger: self.logger)

@@ -147,7 +147,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let seconds = self.shutdownGrace { configuration.http2.gracefulShutdownTimeout = try Self.timeAmount(seconds, "--shutdown-grace") }
         if let streams = self.maxConcurrentStreams { configuration.http2.maxConcurrentStreams = streams }
         if let size = self.maxHeaderListSize { configuration.http2.maxHeaderListSize = size }
-        if let size = self.grpcMaxMessageSize { configuration.grpc.maxReceiveMessageSize = size }
+        if let size = self.grpcMaxMessageSize { configuration.grpc.maxMessageBytes = size }
         if let bytes = self.execSyncMaxOutput {
             guard bytes > 0 else { throw ServerError(code: .invalidConfiguration, message: "--exec-sync-max-output must be positive") }
             configuration.execSyncOutputLimit = bytes

@@ -255,4 +255,32 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(harness.client.streams[id]?.body == Array("done".utf8))
         #expect(!harness.isOpen)
     }
+
+    @Test("a response head nghttp2 cannot send resets the stream at once; the connection lives on", arguments: [false, true])
+    func oversizedResponseHeadResetsTheStream(asTrailers: Bool) async throws {
+        let harness = try await HTTP2Harness()
+        let id = harness.client.request(path: "/big")
+        try await harness.exchange()
+        let stream = await harness.nextStream()
+        // Over nghttp2's 64 KiB limit on a header block it sends.
+        let huge: HTTP2Headers = ["x-huge": String(repeating: "a", count: 200_000)]
+        if asTrailers {
+            stream.sendResponseHead(status: 200)
+            try await stream.write(ByteBuffer(string: "partial"))
+            stream.finish(trailers: huge)
+        } else {
+            stream.sendResponseHead(status: 200, headers: huge, endStream: true)
+        }
+        try await harness.exchange()
+        try #require(harness.client.streams[id]?.closedWithError == 0x2, "INTERNAL_ERROR, not silence")
+        #expect(try await stream.closeFuture.get() == .reset(0x2))
+        #expect(harness.isOpen)
+
+        let next = harness.client.request(path: "/next")
+        try await harness.exchange()
+        let nextStream = await harness.nextStream()
+        nextStream.sendResponseHead(status: 204, endStream: true)
+        try await harness.exchange()
+        #expect(harness.client.streams[next]?.status == "204")
+    }
 }

@@ -39,7 +39,7 @@ struct ConfigurationFileTests {
         #expect(configuration.http2.keepaliveInterval == .seconds(5))
         #expect(configuration.http2.maxConcurrentStreams == 7)
         #expect(configuration.http2.maxHeaderListSize == 4096)
-        #expect(configuration.grpc.maxReceiveMessageSize == 2048)
+        #expect(configuration.grpc.maxMessageBytes == 2048)
         #expect(configuration.containers.map(\.id) == ["demo", "web"])
         let web = configuration.containers[1]
         #expect(web.name == "web-1")

@@ -46,12 +46,19 @@ public struct BoundedOutputCapture: Sendable {
     /// the notice, together no longer than `limit`. The notice's own bytes, and any kept bytes
     /// trimmed to make room for it, count as dropped in the notice.
     public func result() -> (bytes: ByteBuffer, droppedByteCount: Int) {
-        guard self.isTruncated else { return (self.kept, 0) }
+        self.result(limit: self.limit)
+    }
+
+    /// As `result()`, in at most `limit` bytes (no more than the capture's own limit): what does
+    /// not fit is dropped and counted as if the capture had been that small.
+    public func result(limit: Int) -> (bytes: ByteBuffer, droppedByteCount: Int) {
+        let limit = max(0, min(limit, self.limit))
+        guard self.isTruncated || self.kept.readableBytes > limit else { return (self.kept, 0) }
         var trimmed = 0
         var notice = self.notice(dropped: self.droppedByteCount)
         // Trimming kept bytes to fit the notice changes the count in it: settle on a fixed point.
         while true {
-            let keep = max(0, self.limit - notice.utf8.count)
+            let keep = max(0, limit - notice.utf8.count)
             let newTrimmed = max(0, self.kept.readableBytes - keep)
             if newTrimmed == trimmed {
                 break
@@ -60,7 +67,7 @@ public struct BoundedOutputCapture: Sendable {
             notice = self.notice(dropped: self.droppedByteCount + trimmed)
         }
         var bytes = self.kept.getSlice(at: self.kept.readerIndex, length: self.kept.readableBytes - trimmed)!
-        bytes.writeBytes(notice.utf8.prefix(self.limit - bytes.readableBytes))
+        bytes.writeBytes(notice.utf8.prefix(limit - bytes.readableBytes))
         return (bytes, self.droppedByteCount + trimmed)
     }
 

@@ -47,6 +47,26 @@ public enum GRPCWire {
         return encoded
     }
 
+    /// The longest `grpc-message` value sent, once encoded: a status message is a sentence for a
+    /// person, never a copy of the request, and a header block must fit the peer's limits.
+    public static let maxStatusMessageFieldBytes = 1024
+
+    /// The `grpc-message` value for `message`: percent-encoded, and cut at a character with `…`
+    /// so that the value is at most `maxStatusMessageFieldBytes` bytes.
+    public static func statusMessageField(_ message: String) -> String {
+        let encoded = Self.percentEncode(message)
+        guard encoded.utf8.count > Self.maxStatusMessageFieldBytes else { return encoded }
+        let ellipsis = Self.percentEncode("…")
+        let budget = Self.maxStatusMessageFieldBytes - ellipsis.utf8.count
+        var cut = ""
+        for character in message {
+            let piece = Self.percentEncode(String(character))
+            guard cut.utf8.count + piece.utf8.count <= budget else { break }
+            cut += piece
+        }
+        return cut + ellipsis
+    }
+
     /// Decodes a percent-encoded status message; malformed escapes are kept as they are.
     public static func percentDecode(_ text: String) -> String {
         var bytes: [UInt8] = []

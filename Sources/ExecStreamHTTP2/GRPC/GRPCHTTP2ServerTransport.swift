@@ -5,12 +5,13 @@ import Synchronization
 
 /// Limits of the gRPC transport.
 public struct GRPCTransportConfiguration: Hashable, Sendable {
-    /// The largest request message accepted; larger ones end the RPC with RESOURCE_EXHAUSTED.
-    public var maxReceiveMessageSize: Int
+    /// The largest message either way: a larger request message ends the RPC with
+    /// RESOURCE_EXHAUSTED, and responses are built to fit it (ExecSync trims its output).
+    public var maxMessageBytes: Int
 
     /// 16 MiB, as CRI clients use.
-    public init(maxReceiveMessageSize: Int = 16 << 20) {
-        self.maxReceiveMessageSize = maxReceiveMessageSize
+    public init(maxMessageBytes: Int = 16 << 20) {
+        self.maxMessageBytes = maxMessageBytes
     }
 }
 
@@ -23,7 +24,7 @@ public struct GRPCTransportConfiguration: Hashable, Sendable {
 ///
 /// Per RPC it checks the request (POST, content type, identity encoding only, a valid path),
 /// turns headers into metadata (`-bin` values base64-decoded), splits the body into messages
-/// (at most `maxReceiveMessageSize` each), frames responses, and ends with trailers, or with a
+/// (at most `maxMessageBytes` each), frames responses, and ends with trailers, or with a
 /// trailers-only response when nothing else was sent. A `grpc-timeout` ends the RPC with
 /// DEADLINE_EXCEEDED and cancels its handler; a RST_STREAM from the client cancels it too.
 public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
@@ -133,7 +134,7 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
                 wrapping: GRPCRequestParts(
                     metadata: Self.metadata(from: head.headers),
                     body: stream.requestBody,
-                    maxMessageByteCount: self.configuration.maxReceiveMessageSize
+                    maxMessageByteCount: self.configuration.maxMessageBytes
                 )
             )
             await handler(RPCStream(descriptor: descriptor, inbound: inbound, outbound: RPCWriter.Closable(wrapping: writer)), context)
@@ -196,7 +197,7 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
     static func statusFields(_ status: Status) -> [HTTP2Headers.Field] {
         var fields = [HTTP2Headers.Field(name: "grpc-status", value: String(status.code.rawValue))]
         if !status.message.isEmpty {
-            fields.append(HTTP2Headers.Field(name: "grpc-message", value: GRPCWire.percentEncode(status.message)))
+            fields.append(HTTP2Headers.Field(name: "grpc-message", value: GRPCWire.statusMessageField(status.message)))
         }
         return fields
     }

@@ -170,7 +170,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
             }
         }
         if let bytes = self.grpc?.maxMessageBytes {
-            configuration.grpc.maxReceiveMessageSize = bytes
+            configuration.grpc.maxMessageBytes = bytes
         }
         if let containers = self.containers {
             var declared = try containers.map { container throws(ServerError) in try container.spec() }

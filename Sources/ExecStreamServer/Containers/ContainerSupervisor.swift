@@ -180,9 +180,17 @@ final class ContainerSupervisor: Sendable {
     /// How a process runs in `container`: its environment, directory, credentials, and for
     /// `namespaces` isolation the main process's namespaces. Throws if such a container's main
     /// process is not running.
+    /// Throws `invalidArgument` if `arguments` with `container`'s environment could not be passed
+    /// to a process: checked when a command is accepted, before anything is spawned.
+    static func validateCommand(_ arguments: [String], in container: ContainerSpec) throws(ExecStreamError) {
+        guard !arguments.isEmpty else { throw ExecStreamError(code: .invalidArgument, message: "missing required cmd") }
+        try CommandLineLimits().validate(arguments: arguments, environment: container.environment)
+    }
+
     func processConfiguration(in container: ContainerSpec, arguments: [String], stdio: ProcessConfiguration.Stdio) throws(ExecStreamError)
         -> ProcessConfiguration
     {
+        try Self.validateCommand(arguments, in: container)
         var configuration = ProcessConfiguration(
             arguments: arguments,
             environment: container.environment,

@@ -58,3 +58,25 @@ struct BoundedOutputCaptureTests {
         #expect(dropped == 16)
     }
 }
+
+@Suite("ExecSync output capture, cut to a smaller limit")
+struct BoundedOutputCaptureResultLimitTests {
+    @Test("a capture that fitted its own limit is cut with a notice that counts what was cut")
+    func cutsKeptBytes() {
+        var capture = BoundedOutputCapture(streamName: "stdout", limit: 1000)
+        capture.append(ByteBuffer(repeating: 0x62, count: 800))
+        let (bytes, dropped) = capture.result(limit: 100)
+        #expect(bytes.readableBytes <= 100)
+        let notice = "\n[execstream: stdout truncated: \(dropped) bytes dropped]\n"
+        #expect(String(buffer: bytes) == String(repeating: "b", count: 100 - notice.utf8.count) + notice)
+        #expect(dropped == 800 - (100 - notice.utf8.count))
+    }
+
+    @Test("a limit at or above what is held changes nothing")
+    func noCut() {
+        var capture = BoundedOutputCapture(streamName: "stderr", limit: 1000)
+        capture.append(ByteBuffer(string: "abc"))
+        #expect(capture.result(limit: 3).bytes == ByteBuffer(string: "abc"))
+        #expect(capture.result(limit: 5000).droppedByteCount == 0)
+    }
+}

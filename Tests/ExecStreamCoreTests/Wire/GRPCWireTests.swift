@@ -74,3 +74,22 @@ struct GRPCWireTests {
         #expect(GRPCWire.percentDecode("bad %zz and %4") == "bad %zz and %4")
     }
 }
+
+@Suite("gRPC status messages on the wire")
+struct GRPCStatusMessageFieldTests {
+    @Test("a short message is only percent-encoded")
+    func short() {
+        #expect(GRPCWire.statusMessageField("not found: 100%") == "not found: 100%25")
+    }
+
+    @Test("a long message is cut at a character, with an ellipsis, within 1 KiB once encoded")
+    func long() {
+        for message in [String(repeating: "x", count: 200_000), String(repeating: "é", count: 5000)] {
+            let field = GRPCWire.statusMessageField(message)
+            #expect(field.utf8.count <= GRPCWire.maxStatusMessageFieldBytes)
+            #expect(field.hasSuffix("%E2%80%A6"))
+            let decoded = GRPCWire.percentDecode(field)
+            #expect(message.hasPrefix(String(decoded.dropLast())), "the cut ends on a whole character")
+        }
+    }
+}

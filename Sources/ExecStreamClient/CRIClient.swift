@@ -21,6 +21,8 @@ public struct ClientError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let streamRefused = Code(rawValue: "stream_refused")
         /// The command could not run in the container.
         public static let commandFailed = Code(rawValue: "command_failed")
+        /// The client was asked for something it cannot do (unreadable TLS files, say).
+        public static let invalidArgument = Code(rawValue: "invalid_argument")
 
         public var description: String { self.rawValue }
     }

@@ -48,12 +48,15 @@ public final class HTTP2ClientConnection: Sendable {
     }
 
     /// Connects to `address` (TCP or a unix socket), on `group` (NIO's shared one by default).
+    /// `secure`, if given, adds handlers below HTTP/2 on the new channel (on its event loop): a
+    /// TLS client handler negotiating `h2`, say.
     public static func connect(
         to address: ListenAddress,
-        group: (any EventLoopGroup)? = nil
+        group: (any EventLoopGroup)? = nil,
+        secure: (@Sendable (ChannelPipeline.SynchronousOperations) throws -> Void)? = nil
     ) async throws -> HTTP2ClientConnection {
         let bootstrap = ClientBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
         let channel: any Channel
         let authority: String
         switch address {
@@ -68,6 +71,7 @@ public final class HTTP2ClientConnection: Sendable {
         }
         let handler = try await channel.eventLoop.submit {
             let handler = HTTP2ClientHandler()
+            try secure?(channel.pipeline.syncOperations)
             try channel.pipeline.syncOperations.addHandler(handler)
             return NIOLoopBound(handler, eventLoop: channel.eventLoop)
         }.get()

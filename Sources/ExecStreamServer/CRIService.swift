@@ -7,21 +7,23 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Where streaming URLs point: an absolute `http://host:port`, never a wildcard address.
+/// Where streaming URLs point: an absolute `http://` or `https://` URL, never a wildcard address.
 final class AdvertisedStreamingAddress: Sendable {
     private let baseURL = Mutex<String?>(nil)
 
-    /// Derives the base URL from the first TCP listener (a wildcard becomes loopback), unless an
-    /// explicit host was configured.
-    func set(from listeners: [ListenAddress], override host: String?) {
-        for case .tcp(let boundHost, let port) in listeners {
-            var advertised = host ?? boundHost
-            if advertised == "0.0.0.0" { advertised = "127.0.0.1" }
-            if advertised == "::" { advertised = "::1" }
-            let authority = advertised.contains(":") ? "[\(advertised)]:\(port)" : "\(advertised):\(port)"
-            self.baseURL.withLock { $0 = "http://\(authority)" }
-            return
-        }
+    /// Derives the base URL from the first data-plane TCP listener, else the first control-plane
+    /// one (a wildcard becomes loopback), unless an explicit host was configured.
+    func set(from listeners: [BoundListener], override host: String?) {
+        let tcp = listeners.filter { $0.baseURL != nil }
+        guard let chosen = tcp.first(where: { !$0.access.servesControlPlane }) ?? tcp.first,
+            case .tcp(let boundHost, let port) = chosen.address
+        else { return }
+        var advertised = host ?? boundHost
+        if advertised == "0.0.0.0" { advertised = "127.0.0.1" }
+        if advertised == "::" { advertised = "::1" }
+        let authority = advertised.contains(":") ? "[\(advertised)]:\(port)" : "\(advertised):\(port)"
+        let scheme = chosen.access.usesTLS ? "https" : "http"
+        self.baseURL.withLock { $0 = "\(scheme)://\(authority)" }
     }
 
     func url(kind: StreamingRequestKind, token: StreamingToken) throws(ExecStreamError) -> String {

@@ -24,18 +24,28 @@ import Glibc
 public final class ExecStreamServer: Service, Sendable {
     private let configuration: ServerConfiguration
     private let logger: Logger
-    private let onListening: @Sendable ([ListenAddress]) -> Void
+    private let onListening: @Sendable ([BoundListener]) -> Void
     private let registry = ChannelRegistry()
+    /// The TLS contexts while the server runs with TLS, for `reloadCertificates`.
+    private let tls = Mutex<ServerTLS?>(nil)
 
     /// IOChannels alive now (exec and container stdio); back to its baseline when sessions end.
     public var liveChannelCount: Int { self.registry.channelCount }
 
-    /// - Parameter onListening: called once every listener is bound, with the bound addresses
-    ///   (a TCP port 0 replaced by the real port).
-    public init(configuration: ServerConfiguration, logger: Logger, onListening: @escaping @Sendable ([ListenAddress]) -> Void = { _ in }) {
+    /// - Parameter onListening: called once every listener is bound and accepting, and every
+    ///   container's main process has started, with the listeners (a TCP port 0 replaced by the
+    ///   real port).
+    public init(configuration: ServerConfiguration, logger: Logger, onListening: @escaping @Sendable ([BoundListener]) -> Void = { _ in }) {
         self.configuration = configuration
         self.logger = logger
         self.onListening = onListening
+    }
+
+    /// Reads the TLS certificate, key and CA files again; new connections use them, open ones
+    /// keep what they have. Without TLS it does nothing. A failure keeps the previous files' and
+    /// says why.
+    public func reloadCertificates() throws(ServerError) {
+        try self.tls.withLock { $0 }?.reload()
     }
 
     public func run() async throws {
@@ -55,6 +65,11 @@ public final class ExecStreamServer: Service, Sendable {
                 throw ServerError(code: .invalidConfiguration, message: error.message)
             }
         }
+        let tls = try self.configuration.tls.map { files throws(ServerError) in
+            try ServerTLS(files: files, needsControl: !self.configuration.controlListenAddresses.isEmpty)
+        }
+        self.tls.withLock { $0 = tls }
+        let socketGroup = try self.configuration.unixSocketGroup.map { group throws(ServerError) in try ListenerBinder.resolve(group) }
         let advertised = AdvertisedStreamingAddress()
         let requests = StreamingRequestCache()
         let registry = self.registry
@@ -65,12 +80,6 @@ public final class ExecStreamServer: Service, Sendable {
             timers: group.any(),
             logger: self.logger
         )
-        do {
-            try await supervisor.startAll(on: group.any())
-        } catch {
-            await supervisor.stopAll()
-            throw ServerError(code: .invalidConfiguration, message: error.message)
-        }
         let runtime = CRIRuntimeService(
             containers: containers,
             requests: requests,
@@ -91,31 +100,67 @@ public final class ExecStreamServer: Service, Sendable {
             sessions: SessionSlots(limit: self.configuration.sessions.maxConcurrentSessions),
             logger: self.logger
         )
-        let router = StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: self.configuration.enableBenchmarkRoutes)
+        let enableBenchmarkRoutes = self.configuration.enableBenchmarkRoutes
         // Channels nobody attends are collected here; a process writing to a closed pipe gets EPIPE.
         let ticker = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in registry.tick() }
         defer { ticker.cancel() }
         signal(SIGPIPE, SIG_IGN)
         let connections = ConnectionSet()
+        let binder = ListenerBinder(
+            group: group,
+            http2: self.configuration.http2,
+            protocolDetectionTimeout: self.configuration.protocolDetectionTimeout,
+            tls: tls,
+            socketGroup: socketGroup,
+            connections: connections,
+            logger: self.logger,
+            makeRouter: { peer in
+                StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: enableBenchmarkRoutes, peer: peer)
+            }
+        )
 
-        var listeners: [(channel: any Channel, address: ListenAddress)] = []
+        // Every listener is bound, then the containers start, then connections are accepted: a
+        // port in use fails the start before any main process runs, and no call ever sees a
+        // container that has not started yet.
+        var listeners: [(channel: any Channel, listener: BoundListener)] = []
         do {
             for address in self.configuration.listenAddresses {
-                listeners.append(try await self.bind(address, group: group, router: router, connections: connections))
+                listeners.append(try await binder.bind(address, control: false))
+            }
+            for address in self.configuration.controlListenAddresses {
+                guard case .tcp = address else {
+                    throw ServerError(
+                        code: .invalidConfiguration,
+                        message: "--control-listen takes TCP addresses (\(address) serves the control plane already as a --listen address)"
+                    )
+                }
+                listeners.append(try await binder.bind(address, control: true))
+            }
+            try await supervisor.startAll(on: group.any())
+            for listener in listeners {
+                try await ListenerBinder.startAccepting(listener.channel)
             }
         } catch {
             for listener in listeners {
                 try? await listener.channel.close()
+                Self.removeSocketFile(of: listener.listener)
             }
             await supervisor.stopAll()
-            throw error
+            switch error {
+            case let error as ServerError:
+                throw error
+            case let error as ExecStreamError:
+                throw ServerError(code: .invalidConfiguration, message: error.message)
+            default:
+                throw ServerError(code: .bindFailed, message: "\(error)")
+            }
         }
-        advertised.set(from: listeners.map(\.address), override: self.configuration.advertiseHost)
+        advertised.set(from: listeners.map(\.listener), override: self.configuration.advertiseHost)
         let listenerChannels = listeners.map(\.channel)
         for listener in listeners {
-            self.logger.info("listening", metadata: ["address": "\(listener.address)"])
+            self.logger.info("listening", metadata: ["address": "\(listener.listener)"])
         }
-        self.onListening(listeners.map(\.address))
+        self.onListening(listeners.map(\.listener))
 
         var failure: (any Error)?
         do {
@@ -151,9 +196,7 @@ public final class ExecStreamServer: Service, Sendable {
         }
         for listener in listeners {
             try? await listener.channel.close()
-            if case .unix(let path) = listener.address {
-                unlink(path)
-            }
+            Self.removeSocketFile(of: listener.listener)
         }
         await connections.waitUntilAllClosed()
         // Main processes live as long as the server: nothing is left behind.
@@ -163,114 +206,9 @@ public final class ExecStreamServer: Service, Sendable {
         }
     }
 
-    // MARK: Listeners
-
-    private func bind(
-        _ address: ListenAddress,
-        group: MultiThreadedEventLoopGroup,
-        router: StreamRouter,
-        connections: ConnectionSet
-    ) async throws -> (channel: any Channel, address: ListenAddress) {
-        var configured = self.configuration.http2
-        if case .unix = address {
-            // Local and root-only (0600): accept the :authority older grpc-go clients send here.
-            configured.validatesHTTPMessaging = false
-        }
-        let http2 = configured
-        let detectionTimeout = self.configuration.protocolDetectionTimeout
-        var bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    connections.insert(channel)
-                    let sniffer = ProtocolSniffer(timeout: detectionTimeout) { detected, context in
-                        switch detected {
-                        case .http2:
-                            try context.pipeline.syncOperations.addHandler(
-                                HTTP2ServerConnectionHandler(configuration: http2) { router.route($0) }
-                            )
-                        case .http1:
-                            try HTTP1Upgrades.configure(context.pipeline.syncOperations, channel: context.channel, router: router)
-                        }
-                    }
-                    try channel.pipeline.syncOperations.addHandler(sniffer)
-                }
-            }
-        do {
-            switch address {
-            case .tcp(let host, let port):
-                bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                let channel = try await bootstrap.bind(host: host, port: port).get()
-                return (channel, .tcp(host: host, port: channel.localAddress?.port ?? port))
-            case .unix(let path):
-                let channel = try await self.bindUnixSocket(path: path, bootstrap: bootstrap)
-                return (channel, address)
-            case .vsock(let port):
-                let channel = try await bootstrap.bind(to: VsockAddress(cid: .any, port: .init(rawValue: port))).get()
-                return (channel, address)
-            }
-        } catch let error as ServerError {
-            throw error
-        } catch {
-            throw ServerError(code: .bindFailed, message: "cannot listen on \(address): \(error)")
-        }
-    }
-
-    /// Binds a unix socket with mode 0600 and no window in which it has another mode: bind a
-    /// temporary name, chmod it, rename it into place. A stale socket (nobody accepting) is
-    /// replaced; a live one, or a file that is not a socket, is an error.
-    private func bindUnixSocket(path: String, bootstrap: ServerBootstrap) async throws -> any Channel {
-        let maximumLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
-        guard path.utf8.count <= maximumLength else {
-            throw ServerError(code: .invalidConfiguration, message: "unix socket path \(path) is too long (\(path.utf8.count) bytes; at most \(maximumLength))")
-        }
-        var status = stat()
-        if lstat(path, &status) == 0 {
-            guard status.st_mode & S_IFMT == S_IFSOCK else {
-                throw ServerError(code: .invalidConfiguration, message: "\(path) exists and is not a socket; refusing to replace it")
-            }
-            if Self.unixSocketAcceptsConnections(path) {
-                throw ServerError(code: .addressInUse, message: "another server is listening on \(path)")
-            }
-        }
-        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        if !directory.isEmpty {
-            mkdir(directory, 0o755)
-        }
-        // A hidden random name no longer than the real one (where it can be), so any path that
-        // fits also fits while it is being installed.
-        let nameLength = max(path.utf8.count - directory.utf8.count - 2, 8)
-        let randomName = (0..<nameLength).map { _ in "0123456789abcdef".randomElement()! }
-        var temporary = "\(directory)/.\(String(randomName))"
-        if temporary.utf8.count > maximumLength {
-            temporary = path  // no room for a temporary name: bind in place, then chmod
-        }
-        let channel = try await bootstrap.bind(unixDomainSocketPath: temporary, cleanupExistingSocketFile: true).get()
-        guard chmod(temporary, 0o600) == 0, temporary == path || rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? await channel.close()
-            unlink(temporary)
-            throw ServerError(code: .bindFailed, message: "cannot install unix socket \(path): \(reason)")
-        }
-        return channel
-    }
-
-    private static func unixSocketAcceptsConnections(_ path: String) -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: pathBytes)
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
+    private static func removeSocketFile(of listener: BoundListener) {
+        if case .unix(let path) = listener.address {
+            unlink(path)
         }
     }
 }

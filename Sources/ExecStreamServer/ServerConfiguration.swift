@@ -4,8 +4,17 @@ public import NIOCore
 
 /// Everything `ExecStreamServer` needs to run.
 public struct ServerConfiguration: Sendable {
-    /// Where to listen.
+    /// Where to listen. A TCP address serves the data plane only (streaming URLs, health); a unix
+    /// socket and vsock serve the control plane too (see `ListenerAccess`).
     public var listenAddresses: [ListenAddress]
+    /// TCP addresses that serve the control plane: TLS with client certificates verified against
+    /// `tls.controlClientCAFile` (required with them).
+    public var controlListenAddresses: [ListenAddress]
+    /// The group of the unix socket: set, the socket is 0660 and this group's members may call
+    /// it; nil, it is 0600 (its owner only).
+    public var unixSocketGroup: UnixSocketGroup?
+    /// TLS on every TCP listener; nil for plain TCP (data plane only, then).
+    public var tls: TLSFiles?
     /// HTTP/2 settings and limits.
     public var http2: HTTP2Configuration
     /// gRPC limits.
@@ -32,9 +41,15 @@ public struct ServerConfiguration: Sendable {
         containers: [ContainerSpec] = [ServerConfiguration.demoContainer],
         advertiseHost: String? = nil,
         execSyncOutputLimit: Int = 16 << 20,
-        sessions: SessionPolicy = SessionPolicy()
+        sessions: SessionPolicy = SessionPolicy(),
+        controlListenAddresses: [ListenAddress] = [],
+        unixSocketGroup: UnixSocketGroup? = nil,
+        tls: TLSFiles? = nil
     ) {
         self.listenAddresses = listenAddresses
+        self.controlListenAddresses = controlListenAddresses
+        self.unixSocketGroup = unixSocketGroup
+        self.tls = tls
         self.http2 = http2
         self.grpc = grpc
         self.protocolDetectionTimeout = protocolDetectionTimeout
@@ -53,7 +68,7 @@ public struct ServerConfiguration: Sendable {
         mainProcess: MainProcessSpec(command: ["/bin/sh"], stdin: true)
     )
 
-    /// The embedded default: 127.0.0.1:10350 and a unix socket.
+    /// The embedded default: the data plane on 127.0.0.1:10350, the control plane on a unix socket.
     public static let defaultUnixSocketPath = "/run/execstream/execstream.sock"
     /// The embedded default TCP address.
     public static let defaultTCPAddress = ListenAddress.tcp(host: "127.0.0.1", port: 10350)
@@ -90,5 +105,45 @@ public struct SessionPolicy: Hashable, Sendable {
         self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
         self.maxConcurrentSessions = maxConcurrentSessions
         self.streamCreationTimeout = streamCreationTimeout
+    }
+}
+
+/// The files of the server's TLS identity and of the CAs its clients' certificates are checked
+/// against. Read at start and again on SIGHUP.
+public struct TLSFiles: Hashable, Sendable {
+    /// The server's certificate chain (PEM), leaf first.
+    public var certificateChainFile: String
+    /// The server's private key (PEM).
+    public var privateKeyFile: String
+    /// With it, data-plane TCP listeners require a client certificate signed by this CA (PEM).
+    public var clientCAFile: String?
+    /// Control-plane TCP listeners require a client certificate signed by this CA (PEM).
+    public var controlClientCAFile: String?
+
+    public init(certificateChainFile: String, privateKeyFile: String, clientCAFile: String? = nil, controlClientCAFile: String? = nil) {
+        self.certificateChainFile = certificateChainFile
+        self.privateKeyFile = privateKeyFile
+        self.clientCAFile = clientCAFile
+        self.controlClientCAFile = controlClientCAFile
+    }
+}
+
+/// The group a unix socket is shared with: a name looked up at start, or a numeric id.
+public enum UnixSocketGroup: Hashable, Sendable, CustomStringConvertible {
+    /// A group name, as in /etc/group.
+    case name(String)
+    /// A numeric group id.
+    case id(UInt32)
+
+    /// A number is an id; anything else a name.
+    public init(parsing text: String) {
+        self = UInt32(text).map(Self.id) ?? .name(text)
+    }
+
+    public var description: String {
+        switch self {
+        case .name(let name): return name
+        case .id(let id): return String(id)
+        }
     }
 }

@@ -1,16 +1,30 @@
 import ExecStreamCore
 import ExecStreamHTTP1
 import ExecStreamHTTP2
+import GRPCCore
 import NIOCore
 import NIOHTTP1
 
-/// Decides what serves each request: gRPC by content type, then the plain HTTP routes.
-/// There is exactly one place that answers unknown paths: 404 "404 page not found", as the
-/// kubelet streaming library does.
+/// Decides what serves each request of one connection: gRPC by content type (control calls only
+/// where the listener serves the control plane), then the plain HTTP routes. There is exactly one
+/// place that answers unknown paths: 404 "404 page not found", as the kubelet streaming library
+/// does.
 struct StreamRouter: Sendable {
     let grpc: GRPCHTTP2ServerTransport
+    /// The streaming endpoint, its log lines naming this connection's peer.
     let streaming: StreamingEndpoint
     let enableBenchmarkRoutes: Bool
+    /// Who is on this connection, and through which listener.
+    let peer: ConnectionPeer
+
+    init(grpc: GRPCHTTP2ServerTransport, streaming: StreamingEndpoint, enableBenchmarkRoutes: Bool, peer: ConnectionPeer) {
+        var streaming = streaming
+        streaming.logger[metadataKey: "peer"] = "\(peer.identity)"
+        self.grpc = grpc
+        self.streaming = streaming
+        self.enableBenchmarkRoutes = enableBenchmarkRoutes
+        self.peer = peer
+    }
 
     static let notFoundBody = "404 page not found\n"
 
@@ -18,7 +32,7 @@ struct StreamRouter: Sendable {
     func route(_ stream: HTTP2ServerStream) {
         let head = stream.head
         if head.headers[first: "content-type"]?.hasPrefix("application/grpc") == true {
-            self.grpc.accept(stream)
+            self.routeGRPC(stream)
             return
         }
         let path = head.pathWithoutQuery ?? ""
@@ -40,6 +54,25 @@ struct StreamRouter: Sendable {
             Self.respond(stream, status: 200, body: self.registryReport)
         default:
             Self.respond(stream, status: 404, body: Self.notFoundBody)
+        }
+    }
+
+    /// The trust boundary for gRPC: a call the listener may not serve never reaches a handler.
+    /// (A malformed path is left to the transport, which answers UNIMPLEMENTED.)
+    private func routeGRPC(_ stream: HTTP2ServerStream) {
+        guard let method = GRPCHTTP2ServerTransport.methodDescriptor(path: stream.head.pathWithoutQuery ?? "") else {
+            self.grpc.accept(stream, transportSpecific: self.peer)
+            return
+        }
+        switch self.peer.access.admit(service: method.service.fullyQualifiedService, method: method.method) {
+        case .admitted:
+            self.grpc.accept(stream, transportSpecific: self.peer)
+        case .refused(let message):
+            self.streaming.logger.notice(
+                "control call refused",
+                metadata: ["method": "\(CommandLineLimits.displayed(method.fullyQualifiedMethod))", "listener": "\(self.peer.access)"]
+            )
+            self.grpc.refuse(stream, status: Status(code: .permissionDenied, message: message))
         }
     }
 

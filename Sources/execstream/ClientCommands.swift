@@ -5,6 +5,7 @@ import ExecStreamClient
 import ExecStreamCore
 import ExecStreamHTTP2
 import ExecStreamProtos
+import ExecStreamServer
 import Foundation
 import NIOCore
 
@@ -12,16 +13,41 @@ import NIOCore
 import Glibc
 #endif
 
-/// Where the client commands find the server.
+/// Where the client commands find the server, and how they prove who they are to it.
 struct ServerOptions: ParsableArguments {
+    /// The unix socket of `execstream serve`'s embedded default.
+    static let defaultServer = "unix://" + ServerConfiguration.defaultUnixSocketPath
+
     @Option(
         name: .customLong("server"),
-        help: "The server: HOST:PORT or unix:///path (default: $EXECSTREAM_SERVER, else 127.0.0.1:10350)."
+        help: """
+            The server's control plane: unix:///path, or HOST:PORT (https://HOST:PORT) of a --control-listen \
+            address with mutual TLS (default: $EXECSTREAM_SERVER, else \(ServerOptions.defaultServer)).
+            """
     )
     var server: String?
 
+    @Option(name: .customLong("tls-ca"), help: "CA certificates (PEM) the server's certificate is checked against (default: the system's).")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "This client's certificate chain (PEM), for mutual TLS.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "This client's private key (PEM).")
+    var tlsKey: String?
+
+    @Option(name: .customLong("tls-server-name"), help: "The name the server's certificate must carry (default: the host connected to).")
+    var tlsServerName: String?
+
     func connect() async throws(ClientError) -> CRIClient {
-        let text = self.server ?? ProcessInfo.processInfo.environment["EXECSTREAM_SERVER"] ?? "127.0.0.1:10350"
+        var text = self.server ?? ProcessInfo.processInfo.environment["EXECSTREAM_SERVER"] ?? Self.defaultServer
+        var tls: ClientTLSConfiguration?
+        if self.tlsCA != nil || self.tlsCert != nil || self.tlsKey != nil || self.tlsServerName != nil || text.hasPrefix("https://") {
+            tls = ClientTLSConfiguration(caFile: self.tlsCA, certificateFile: self.tlsCert, keyFile: self.tlsKey, serverName: self.tlsServerName)
+        }
+        for scheme in ["https://", "http://"] where text.hasPrefix(scheme) {
+            text = String(text.dropFirst(scheme.count))
+        }
         let address: ListenAddress
         do {
             address = try ListenAddress(parsing: text)
@@ -29,7 +55,9 @@ struct ServerOptions: ParsableArguments {
             throw ClientError(code: .unavailable, message: "invalid --server \(text): \(error.message)")
         }
         do {
-            return CRIClient(connection: try await HTTP2ClientConnection.connect(to: address))
+            return CRIClient(connection: try await HTTP2ClientConnection.connect(to: address, tls: tls))
+        } catch let error as ClientError {
+            throw error
         } catch {
             throw ClientError(code: .unavailable, message: "cannot connect to \(text): \(error)")
         }

@@ -5,30 +5,61 @@ import ExecStreamServer
 import Logging
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `execstream serve`: run the server. With no flags it listens on 127.0.0.1:10350 and on
-/// /run/execstream/execstream.sock. SIGTERM and SIGINT drain connections gracefully.
+/// `execstream serve`: run the server. With no flags it serves the data plane (streaming URLs,
+/// health) on 127.0.0.1:10350 and the control plane on /run/execstream/execstream.sock (0600).
+/// SIGTERM and SIGINT drain connections gracefully; SIGHUP reloads the TLS files.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the ExecStream server (gRPC and streaming on every listener)."
+        abstract: "Run the ExecStream server.",
+        discussion: """
+            The control plane (CRI, the container API, containerd's Streaming) is served on the unix \
+            socket, on vsock and on --control-listen addresses (mutual TLS) only; TCP --listen \
+            addresses serve the one-time streaming URLs and health. SIGHUP reloads the TLS files.
+            """
     )
 
     @Option(name: .customLong("config"), help: "A YAML configuration file (flags override it).")
     var config: String?
 
-    @Option(name: .customLong("listen"), help: "HOST:PORT, [IPV6]:PORT or vsock://:PORT to listen on (repeatable; default 127.0.0.1:10350).")
+    @Option(
+        name: .customLong("listen"),
+        help: "HOST:PORT or [IPV6]:PORT for the data plane, or vsock://:PORT for both planes (repeatable; default 127.0.0.1:10350)."
+    )
     var listen: [String] = []
 
-    @Option(name: .customLong("cri-socket"), help: "The unix socket to serve on (default \(ServerConfiguration.defaultUnixSocketPath)).")
+    @Option(
+        name: .customLong("control-listen"),
+        help: "HOST:PORT serving the control plane over mutual TLS (repeatable; needs --tls-cert, --tls-key, --control-client-ca)."
+    )
+    var controlListen: [String] = []
+
+    @Option(name: .customLong("cri-socket"), help: "The unix socket serving both planes (default \(ServerConfiguration.defaultUnixSocketPath)).")
     var criSocket: String?
 
     @Flag(name: .customLong("no-cri-socket"), help: "Serve on no unix socket.")
     var noCRISocket = false
+
+    @Option(name: .customLong("socket-group"), help: "A group (name or id) whose members may use the unix socket: mode 0660 instead of 0600.")
+    var socketGroup: String?
+
+    @Option(name: .customLong("tls-cert"), help: "The server certificate chain (PEM): TLS on every TCP listener.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The server private key (PEM).")
+    var tlsKey: String?
+
+    @Option(name: .customLong("tls-client-ca"), help: "Data-plane TCP listeners require client certificates signed by this CA (PEM).")
+    var tlsClientCA: String?
+
+    @Option(name: .customLong("control-client-ca"), help: "--control-listen addresses require client certificates signed by this CA (PEM).")
+    var controlClientCA: String?
 
     @Option(name: .customLong("keepalive-interval"), help: "Seconds without inbound frames before a keepalive PING (default 60).")
     var keepaliveInterval: Double?
@@ -91,19 +122,18 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: self.logLevel) ?? .info
         let server = ExecStreamServer(configuration: configuration, logger: logger) { bound in
             // One line per listener on stdout: scripts and tests wait for these.
-            for address in bound {
-                switch address {
-                case .tcp:
-                    print("listening on http://\(address)")
-                case .unix, .vsock:
-                    print("listening on \(address)")
-                }
+            for listener in bound {
+                print("listening on \(listener)")
             }
             fflush(nil)
         }
-        let group = ServiceGroup(
-            configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
+        var services = [ServiceGroupConfiguration.ServiceConfiguration(service: server)]
+        if configuration.tls != nil {
+            services.append(.init(service: CertificateReloader(server: server, logger: logger), successTerminationBehavior: .ignore))
+        }
+        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
+        groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch let error as ServerError {
@@ -140,6 +170,38 @@ struct ServeCommand: AsyncParsableCommand {
             addresses.append(.unix(path: socket))
         }
         configuration.listenAddresses = addresses
+        if !self.controlListen.isEmpty {
+            configuration.controlListenAddresses = []
+            for text in self.controlListen {
+                do {
+                    configuration.controlListenAddresses.append(try ListenAddress(parsing: text))
+                } catch {
+                    throw ServerError(code: .invalidConfiguration, message: "--control-listen: \(error.message)")
+                }
+            }
+        }
+        if let group = self.socketGroup { configuration.unixSocketGroup = UnixSocketGroup(parsing: group) }
+        if self.tlsCert != nil || self.tlsKey != nil {
+            guard let certificate = self.tlsCert ?? configuration.tls?.certificateChainFile, let key = self.tlsKey ?? configuration.tls?.privateKeyFile else {
+                throw ServerError(code: .invalidConfiguration, message: "TLS needs both --tls-cert and --tls-key")
+            }
+            configuration.tls = TLSFiles(
+                certificateChainFile: certificate,
+                privateKeyFile: key,
+                clientCAFile: configuration.tls?.clientCAFile,
+                controlClientCAFile: configuration.tls?.controlClientCAFile
+            )
+        }
+        for (flag, value) in [("--tls-client-ca", self.tlsClientCA), ("--control-client-ca", self.controlClientCA)] where value != nil {
+            guard configuration.tls != nil else {
+                throw ServerError(code: .invalidConfiguration, message: "\(flag) needs TLS: --tls-cert and --tls-key")
+            }
+            if flag == "--tls-client-ca" {
+                configuration.tls?.clientCAFile = value
+            } else {
+                configuration.tls?.controlClientCAFile = value
+            }
+        }
 
         if let seconds = self.keepaliveInterval { configuration.http2.keepaliveInterval = try Self.timeAmount(seconds, "--keepalive-interval") }
         if let seconds = self.keepaliveTimeout { configuration.http2.keepaliveTimeout = try Self.timeAmount(seconds, "--keepalive-timeout") }
@@ -178,4 +240,22 @@ struct ServeCommand: AsyncParsableCommand {
 func printToStandardError(_ line: String) {
     let bytes = Array((line + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// Reloads the server's TLS files on every SIGHUP until the server shuts down; a failed reload
+/// is logged and the previous files stay in use.
+struct CertificateReloader: Service {
+    let server: ExecStreamServer
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            do {
+                try self.server.reloadCertificates()
+                self.logger.info("SIGHUP: TLS certificates reloaded; new connections use them")
+            } catch {
+                self.logger.error("SIGHUP: TLS certificates not reloaded; the previous ones stay in use", metadata: ["error": "\(error.message)"])
+            }
+        }
+    }
 }

@@ -14,22 +14,39 @@ struct AdvertisedStreamingAddressTests {
     ])
     func wildcardsBecomeLoopback(host: String, url: String) throws {
         let advertised = AdvertisedStreamingAddress()
-        advertised.set(from: [.unix(path: "/x.sock"), .tcp(host: host, port: 10350)], override: nil)
+        advertised.set(from: [Self.unix, Self.data(host, 10350)], override: nil)
         #expect(try advertised.url(kind: .exec, token: self.token) == url)
     }
 
     @Test("an explicit host wins; the port is the listener's")
     func override() throws {
         let advertised = AdvertisedStreamingAddress()
-        advertised.set(from: [.tcp(host: "0.0.0.0", port: 4321)], override: "node1.example")
+        advertised.set(from: [Self.data("0.0.0.0", 4321)], override: "node1.example")
         #expect(try advertised.url(kind: .portForward, token: self.token) == "http://node1.example:4321/portforward/AAAAAAAAAAAAAAAAAAAAAA")
     }
 
     @Test("without a TCP listener there is nothing to stream on: a clear error")
     func noTCPListener() {
         let advertised = AdvertisedStreamingAddress()
-        advertised.set(from: [.unix(path: "/x.sock")], override: nil)
+        advertised.set(from: [Self.unix], override: nil)
         let error = #expect(throws: ExecStreamError.self) { try advertised.url(kind: .attach, token: self.token) }
         #expect(error?.code == .failedPrecondition)
+    }
+
+    @Test("a TLS listener is advertised as https; a data-plane listener is preferred to a control one")
+    func tlsAndPlanes() throws {
+        let advertised = AdvertisedStreamingAddress()
+        let control = BoundListener(address: .tcp(host: "127.0.0.1", port: 1), access: ListenerAccess(.controlTCP(address: "127.0.0.1:1")))
+        advertised.set(from: [Self.unix, control, Self.data("127.0.0.1", 2, .tls)], override: nil)
+        #expect(try advertised.url(kind: .exec, token: self.token) == "https://127.0.0.1:2/exec/AAAAAAAAAAAAAAAAAAAAAA")
+        advertised.set(from: [control], override: nil)
+        #expect(try advertised.url(kind: .exec, token: self.token) == "https://127.0.0.1:1/exec/AAAAAAAAAAAAAAAAAAAAAA")
+    }
+
+    static let unix = BoundListener(address: .unix(path: "/x.sock"), access: ListenerAccess(.unixSocket(path: "/x.sock")))
+
+    static func data(_ host: String, _ port: Int, _ security: ListenerAccess.TCPSecurity = .plain) -> BoundListener {
+        let address = ListenAddress.tcp(host: host, port: port)
+        return BoundListener(address: address, access: ListenerAccess(.dataTCP(address: "\(address)", security: security)))
     }
 }

@@ -6,12 +6,16 @@ import ExecStreamServer
 import Logging
 import NIOCore
 import Testing
+import Foundation
 
-/// An `ExecStreamServer` on 127.0.0.1 port 0, for the duration of a test body, with a client
-/// connected to it.
+/// An `ExecStreamServer` on 127.0.0.1 port 0 (the data plane) and a unix socket of its own (both
+/// planes), for the duration of a test body, with a client connected to the socket.
 struct InProcessServer {
     let server: ExecStreamServer
+    /// The unix socket: control calls and streams.
     let address: ListenAddress
+    /// The TCP listener: streams and health only.
+    let dataAddress: ListenAddress?
     let client: CRIClient
     /// Live channels once started: the containers' main processes' stdio.
     let baselineChannelCount: Int
@@ -28,7 +32,12 @@ struct InProcessServer {
         configuration: ServerConfiguration = ServerConfiguration(listenAddresses: [.tcp(host: "127.0.0.1", port: 0)]),
         _ body: (InProcessServer) async throws -> Result
     ) async throws -> Result {
-        let (addresses, continuation) = AsyncStream<[ListenAddress]>.makeStream()
+        var configuration = configuration
+        let directory = try TemporaryDirectory()
+        if !configuration.listenAddresses.contains(where: { if case .unix = $0 { true } else { false } }) {
+            configuration.listenAddresses.append(.unix(path: directory.path + "/execstream.sock"))
+        }
+        let (addresses, continuation) = AsyncStream<[BoundListener]>.makeStream()
         var logger = Logger(label: "execstream-test")
         logger.logLevel = .warning
         let server = ExecStreamServer(configuration: configuration, logger: logger) { continuation.yield($0) }
@@ -36,13 +45,14 @@ struct InProcessServer {
             group.addTask { try await server.run() }
             defer { group.cancelAll() }
             var iterator = addresses.makeAsyncIterator()
-            guard let bound = await iterator.next(), let address = bound.first else {
+            guard let bound = await iterator.next(), let address = bound.first(where: { $0.access.servesControlPlane })?.address else {
                 throw ClientError(code: .unavailable, message: "the server did not start")
             }
             let connection = try await HTTP2ClientConnection.connect(to: address)
             let running = InProcessServer(
                 server: server,
                 address: address,
+                dataAddress: bound.first { !$0.access.servesControlPlane }?.address,
                 client: CRIClient(connection: connection),
                 baselineChannelCount: server.liveChannelCount
             )
@@ -96,5 +106,20 @@ struct InProcessServer {
     /// stdin's when the process read it to end of file.
     func expectNoLiveChannels(sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(self.server.liveChannelCount == self.baselineChannelCount, sourceLocation: sourceLocation)
+    }
+}
+
+/// A directory of its own under /tmp (short enough for socket paths), removed when released.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/execstream-test-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw ClientError(code: .unavailable, message: "mkdtemp failed") }
+        self.path = String(cString: made)
+    }
+
+    deinit {
+        _ = try? FileManager.default.removeItem(atPath: self.path)
     }
 }

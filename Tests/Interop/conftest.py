@@ -27,6 +27,7 @@ def pkg_config() -> str:
 
 
 import dataclasses
+import re
 import http.server
 import queue
 import threading
@@ -57,7 +58,13 @@ class RunningServer:
 
     @property
     def url(self) -> str:
+        """The data plane (plain TCP): streaming URLs and health only."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def control(self) -> str:
+        """The grpcio target of the control plane: the unix socket."""
+        return f"unix:{self.unix_socket}"
 
     def rss_kib(self) -> int:
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -68,6 +75,10 @@ class RunningServer:
 
     def is_running(self) -> bool:
         return self.process.poll() is None
+
+
+# "listening on http://127.0.0.1:10350 (data plane)", "https://…" with TLS.
+LISTENING = re.compile(r"listening on https?://(?P<host>[^ ]+):(?P<port>\d+) \((?P<planes>[^)]*)\)")
 
 
 def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: float = 60) -> RunningServer:
@@ -97,10 +108,11 @@ def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: fl
             process.kill()
             raise RuntimeError("server did not start:\n" + "".join(output))
         output.append(line)
-        if line.startswith("listening on http://127.0.0.1:"):
-            port = int(line.rsplit(":", 1)[1])
-        elif line.startswith("listening on http://[::1]:"):
-            port6 = int(line.rsplit(":", 1)[1])
+        if match := LISTENING.match(line):
+            if match["host"] == "127.0.0.1" and port is None:
+                port = int(match["port"])
+            elif match["host"] == "[::1]" and port6 is None:
+                port6 = int(match["port"])
         elif line.startswith("listening on unix://"):
             unix_ready = True
     return RunningServer(process, port, port6, socket_path, output, lines)

@@ -1,15 +1,20 @@
 """A loopback TCP proxy that cuts connections: each of the first `cuts` connections is closed
 (both sockets, mid-frame as it happens) once it has carried a seeded-random number of bytes in
 either direction, or, with `cut_before`, just before those bytes would reach the client. Cuts are
-decided by the bytes forwarded, never by time, so a run is repeatable."""
+decided by the bytes forwarded, never by time, so a run is repeatable.
+
+The target is a TCP port on loopback or a unix socket path; a proxy of a unix socket listens on a
+unix socket of its own (`address` is what a client passes as --server)."""
+import os
 import random
 import socket
+import tempfile
 import threading
 
 
 class CuttingProxy:
-    def __init__(self, target_port: int, *, cuts: int, seed: int = 0, min_bytes: int = 0, max_bytes: int = 0, cut_before: bytes | None = None):
-        self.target_port = target_port
+    def __init__(self, target: int | str, *, cuts: int, seed: int = 0, min_bytes: int = 0, max_bytes: int = 0, cut_before: bytes | None = None):
+        self.target = target
         self.planned_cuts = cuts
         self.rng = random.Random(seed)
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
@@ -17,14 +22,25 @@ class CuttingProxy:
         self.lock = threading.Lock()
         self.cuts = 0
         self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        if isinstance(target, str):
+            self.directory = tempfile.mkdtemp(prefix="cutting-proxy-")
+            path = os.path.join(self.directory, "proxy.sock")
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(path)
+            self.listener.listen(64)
+            self.address = f"unix://{path}"
+        else:
+            self.listener = socket.create_server(("127.0.0.1", 0))
+            self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self):
         self.closed = True
         self.listener.close()
+        if self.address.startswith("unix://"):
+            os.unlink(self.address[len("unix://"):])
+            os.rmdir(self.directory)
 
     def _accept(self):
         while not self.closed:
@@ -41,7 +57,11 @@ class CuttingProxy:
 
     def _serve(self, client: socket.socket, budget, pattern):
         try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            if isinstance(self.target, str):
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.connect(self.target)
+            else:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
         except OSError:
             client.close()
             return

@@ -25,7 +25,7 @@ def attach_server(execstream_bin, tmp_path_factory):
 def test_the_newest_attach_wins_and_the_older_is_told(attach_server, cri, transport):
     api, stubs = cri
     container = f"shared-{transport}"
-    with grpc.insecure_channel(f"127.0.0.1:{attach_server.port}") as channel:
+    with grpc.insecure_channel(attach_server.control) as channel:
         service = stubs.RuntimeServiceStub(channel)
 
         def attach():

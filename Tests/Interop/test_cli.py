@@ -30,8 +30,9 @@ def test_help_lists_the_commands(execstream_bin):
     assert "version" in result.stdout
 
 
-def client(execstream_bin, server, *args, input=None, unix=False):
-    address = f"unix://{server.unix_socket}" if unix else f"127.0.0.1:{server.port}"
+def client(execstream_bin, server, *args, input=None):
+    """The CLI against the server's control plane, its unix socket."""
+    address = f"unix://{server.unix_socket}"
     return subprocess.run([execstream_bin, *args[:1], "--server", address, *args[1:]], capture_output=True, input=input, timeout=120)
 
 
@@ -41,10 +42,15 @@ def test_exec_prints_the_output_and_exits_with_the_remote_code(execstream_bin, s
     assert result.returncode == 3
 
 
-def test_exec_over_the_unix_socket(execstream_bin, server):
-    result = client(execstream_bin, server, "exec", "demo", "--", "echo", "via unix", unix=True)
-    assert result.stdout == b"via unix\n"
-    assert result.returncode == 0
+def test_control_commands_on_the_plain_tcp_port_are_refused_with_a_clear_error(execstream_bin, server):
+    result = subprocess.run(
+        [execstream_bin, "exec", "--server", f"127.0.0.1:{server.port}", "demo", "--", "echo", "never"], capture_output=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stdout == b""
+    message = result.stderr.decode()
+    assert "runtime.v1.RuntimeService/Exec is a control-plane call" in message
+    assert f"listener 127.0.0.1:{server.port} (plain TCP)" in message
 
 
 def test_exec_keeps_stdout_and_stderr_apart(execstream_bin, server):
@@ -106,7 +112,7 @@ def test_exec_tty_reports_the_terminal(execstream_bin, server):
 
 
 def test_attach_reaches_the_main_process_and_leaving_keeps_it(execstream_bin, server):
-    address = f"127.0.0.1:{server.port}"
+    address = f"unix://{server.unix_socket}"
     attach = subprocess.Popen([execstream_bin, "attach", "-i", "--server", address, "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     attach.stdin.write(b"echo cli-attach-$((2*21))\n")
     attach.stdin.flush()
@@ -133,7 +139,7 @@ def test_serve_with_a_config_file(execstream_bin, tmp_path):
         result = client(execstream_bin, running, "exec", "web", "--", "sh", "-c", "echo $GREETING")
         assert result.stdout == b"from-config\n"
         attach = subprocess.Popen(
-            [execstream_bin, "attach", "--server", f"127.0.0.1:{running.port}", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [execstream_bin, "attach", "--server", f"unix://{running.unix_socket}", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert attach.stdout.readline() == b"web-started\n"
         attach.kill()
@@ -156,7 +162,7 @@ def test_graceful_shutdown_ends_attach_sessions_with_the_main_process(execstream
 
     running = start_server(execstream_bin, str(tmp_path / "s.sock"))
     attach = subprocess.Popen(
-        [execstream_bin, "attach", "-i", "--server", f"127.0.0.1:{running.port}", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [execstream_bin, "attach", "-i", "--server", f"unix://{running.unix_socket}", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     attach.stdin.write(b"echo attached\n")
     attach.stdin.flush()

@@ -35,7 +35,7 @@ def conformance_server(execstream_bin, tmp_path_factory):
 @pytest.fixture
 def runtime(conformance_server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{conformance_server.port}") as channel:
+    with grpc.insecure_channel(conformance_server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel)
 
 
@@ -171,6 +171,6 @@ def test_exec_sync_and_its_timeout_leave_no_process(runtime):
     response = service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["echo", "-n", "hello"]), timeout=10)
     assert (response.stdout, response.stderr, response.exit_code) == (b"hello", b"", 0)
     with pytest.raises(grpc.RpcError) as error:
-        service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["sleep", "4321"], timeout=1), timeout=30)
+        service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["sleep", "4323"], timeout=1), timeout=30)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True).stdout == b""
+    assert subprocess.run(["pgrep", "-f", "sleep 4323"], capture_output=True).stdout == b""

@@ -24,17 +24,30 @@ def sidecar(execstream_bin, tmp_path_factory):
         "  - {id: hasher, main: {command: [sha256sum], stdin: true}}\n"
         "  - {id: quiet, main: {command: ['true'], stdin: false}}\n"
         "  - {id: short, main: {command: [sh, -c, 'echo out; echo err >&2'], stdin: false}}\n"
+        "  - {id: guarded, main: {command: [echo, kept], stdin: false}}\n"
     )
     running = start_server(execstream_bin, str(directory / "s.sock"), "--config", str(config))
     yield running
     assert stop_server(running) == 0
 
 
-@pytest.fixture(params=["tcp", "unix"])
-def channel(request, sidecar):
-    target = f"127.0.0.1:{sidecar.port}" if request.param == "tcp" else f"unix:{sidecar.unix_socket}"
-    with grpc.insecure_channel(target) as channel:
+@pytest.fixture
+def channel(sidecar):
+    with grpc.insecure_channel(sidecar.control) as channel:
         yield channel
+
+
+def test_plain_tcp_refuses_the_stream_before_it_attaches(sidecar, containerd_protos):
+    """Stream reaches a process's stdio: control plane. On the data-plane port it is refused
+    before any handler runs, so the channel keeps its bytes for the runtime on the socket."""
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as tcp:
+        stream = Stream(tcp, containerd_protos, "guarded-stdout", wait_for_ack=False)
+        with pytest.raises(grpc.RpcError) as error:
+            next(stream.call)
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "control-plane call" in error.value.details()
+    with grpc.insecure_channel(sidecar.control) as channel:
+        assert b"".join(Stream(channel, containerd_protos, "guarded-stdout").read_all()) == b"kept\n"
 
 
 def test_unknown_id_is_not_found(channel, containerd_protos):
@@ -87,7 +100,7 @@ def test_a_gib_of_stdout_within_credits_is_sha256_exact(sidecar, containerd_prot
         while chunk := reference.stdout.read(1 << 20):
             expected.update(chunk)
     received = hashlib.sha256()
-    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
+    with grpc.insecure_channel(sidecar.control) as channel:
         stream = Stream(channel, containerd_protos, "gib-stdout")
         for data in stream.read_all(window=1 << 20):  # Stream.read asserts received <= granted
             received.update(data)

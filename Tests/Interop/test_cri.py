@@ -11,7 +11,7 @@ from conftest import start_server, stop_server
 @pytest.fixture
 def runtime(server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel), stubs.ImageServiceStub(channel)
 
 
@@ -67,7 +67,7 @@ def test_exec_sync_truncates_with_a_notice_and_reports_dropped_bytes(execstream_
     api, stubs = cri
     limited = start_server(execstream_bin, str(tmp_path / "t.sock"), "--exec-sync-max-output", "1000")
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
+        with grpc.insecure_channel(limited.control) as channel:
             result, call = stubs.RuntimeServiceStub(channel).ExecSync.with_call(
                 api.ExecSyncRequest(container_id="demo", cmd=["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' a"]), timeout=30
             )

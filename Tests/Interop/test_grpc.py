@@ -55,10 +55,12 @@ def test_a_cancelled_watch_leaves_the_connection_usable(channel):
     assert stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
 
 
-def test_an_unknown_method_is_unimplemented(channel):
+def test_an_unknown_method_is_unimplemented_on_the_control_plane_and_refused_on_the_data_plane(request, channel):
     with pytest.raises(grpc.RpcError) as error:
         channel.unary_unary("/no.such.Service/Method")(b"", timeout=10)
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # Only health is data plane: anything else, known or not, is refused there (default deny).
+    expected = grpc.StatusCode.PERMISSION_DENIED if request.node.callspec.params["channel"] == "tcp" else grpc.StatusCode.UNIMPLEMENTED
+    assert error.value.code() == expected
 
 
 def test_a_message_over_the_limit_is_resource_exhausted(channel):
@@ -74,7 +76,7 @@ def test_compressed_requests_are_unimplemented(channel):
 
 
 def test_one_hundred_concurrent_rpcs_on_one_connection(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         watches = [stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(100)]
         checks = [stub.Check.future(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(100)]

@@ -84,7 +84,7 @@ def test_nghttp_as_a_native_exec_client(server, cri, tmp_path):
     import grpc
 
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         request = api.ExecRequest(container_id="demo", cmd=["sh", "-c", "tr a-z A-Z; exit 9"], stdin=True, stdout=True)
         url = stubs.RuntimeServiceStub(channel).Exec(request, timeout=10).url
     body = tmp_path / "stdin.frames"

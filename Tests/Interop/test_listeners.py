@@ -82,7 +82,7 @@ def test_vsock_listener_binds_where_the_kernel_allows(execstream_bin, tmp_path):
         pytest.skip(f"this kernel cannot bind AF_VSOCK: {error}")
     server = start_server(execstream_bin, str(tmp_path / "v.sock"), "--listen", f"vsock://:{port}")
     try:
-        assert f"listening on vsock://:{port}\n" in server.output
+        assert f"listening on vsock://:{port} (control and data planes)\n" in server.output
         # Connecting needs vsock loopback, which CI machines lack (see README): only try it
         # where a local connect works at all.
         try:
@@ -100,7 +100,7 @@ def test_vsock_listener_binds_where_the_kernel_allows(execstream_bin, tmp_path):
 
 def test_graceful_shutdown_lets_an_open_rpc_see_not_serving_and_finish(execstream_bin, tmp_path):
     server = start_server(execstream_bin, str(tmp_path / "g.sock"))
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         server.process.terminate()

@@ -17,7 +17,7 @@ from native_client import NativeStream, frame, run
 @pytest.fixture
 def runtime(server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel)
 
 

@@ -12,7 +12,7 @@ from kubernetes.stream.ws_client import PortForward, create_websocket
 @pytest.fixture
 def runtime(server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel)
 
 
@@ -161,7 +161,7 @@ def test_graceful_shutdown_is_bounded_with_an_open_port_forward(execstream_bin, 
 
     running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--shutdown-grace", "1")
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    with grpc.insecure_channel(running.control) as channel:
         url = stubs.RuntimeServiceStub(channel).PortForward(api.PortForwardRequest(pod_sandbox_id="demo"), timeout=10).url
     client = SPDYClient(url, ["portforward.k8s.io"])
     assert client.status == 101

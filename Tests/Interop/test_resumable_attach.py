@@ -37,7 +37,7 @@ def attach_through(proxy: CuttingProxy, execstream_bin: str, container: str, *fl
     """Runs `execstream attach` against the server through `proxy`, then closes the proxy."""
     try:
         return subprocess.run(
-            [execstream_bin, "attach", *flags, "--server", f"127.0.0.1:{proxy.port}", container],
+            [execstream_bin, "attach", *flags, "--server", proxy.address, container],
             stdin=stdin,
             capture_output=True,
             timeout=timeout,
@@ -55,7 +55,7 @@ def test_attach_output_survives_twenty_cuts(execstream_bin, sidecar, api):
     command = "seq 1 1500000"
     api.create("resume-out", ["sh", "-c", command])
     api.start("resume-out")
-    proxy = CuttingProxy(sidecar.port, cuts=20, seed=20261123, min_bytes=16 << 10, max_bytes=512 << 10)
+    proxy = CuttingProxy(sidecar.unix_socket, cuts=20, seed=20261123, min_bytes=16 << 10, max_bytes=512 << 10)
     attach = attach_through(proxy, execstream_bin, "resume-out", timeout=300)
     assert attach.returncode == 0, attach.stderr.decode(errors="replace")
     expected = expected_output(command)
@@ -72,7 +72,7 @@ def test_stdin_and_output_survive_cuts_in_both_directions(execstream_bin, sideca
     data = random.Random(7).randbytes(4 << 20)
     source = tmp_path / "input"
     source.write_bytes(data)
-    proxy = CuttingProxy(sidecar.port, cuts=12, seed=11, min_bytes=64 << 10, max_bytes=512 << 10)
+    proxy = CuttingProxy(sidecar.unix_socket, cuts=12, seed=11, min_bytes=64 << 10, max_bytes=512 << 10)
     with open(source, "rb") as stdin:
         attach = attach_through(proxy, execstream_bin, "resume-cat", "-i", stdin=stdin, timeout=300)
     assert attach.returncode == 0, attach.stderr.decode(errors="replace")
@@ -85,7 +85,7 @@ def test_stdin_and_output_survive_cuts_in_both_directions(execstream_bin, sideca
 def test_without_reconnect_a_cut_is_an_error(execstream_bin, sidecar, api):
     api.create("resume-once", ["sh", "-c", "seq 1 1000000"])
     api.start("resume-once")
-    proxy = CuttingProxy(sidecar.port, cuts=1, seed=3, min_bytes=64 << 10, max_bytes=64 << 10)
+    proxy = CuttingProxy(sidecar.unix_socket, cuts=1, seed=3, min_bytes=64 << 10, max_bytes=64 << 10)
     attach = attach_through(proxy, execstream_bin, "resume-once", "--reconnect-timeout", "0", timeout=120)
     assert attach.returncode == 1
     assert b"execstream:" in attach.stderr
@@ -160,7 +160,7 @@ def test_output_left_by_an_exited_main_process_is_still_attached_to(execstream_b
     api.create("resume-exited", ["sh", "-c", command])
     api.start("resume-exited")
     assert api.wait("resume-exited").exit_code == 7  # its output waits in the channels
-    proxy = CuttingProxy(sidecar.port, cuts=3, seed=5, min_bytes=16 << 10, max_bytes=128 << 10)
+    proxy = CuttingProxy(sidecar.unix_socket, cuts=3, seed=5, min_bytes=16 << 10, max_bytes=128 << 10)
     attach = attach_through(proxy, execstream_bin, "resume-exited", timeout=120)
     assert attach.returncode == 0, attach.stderr.decode(errors="replace")  # an attach reports Success
     assert attach.stdout == subprocess.run(["seq", "1", "100000"], capture_output=True, check=True).stdout
@@ -179,7 +179,7 @@ def test_a_status_lost_with_the_connection_comes_from_the_container_status(execs
     api.create("resume-status", ["sh", "-c", "echo done; exit 5"])
     api.start("resume-status")
     assert api.wait("resume-status").exit_code == 5
-    proxy = CuttingProxy(sidecar.port, cuts=1, cut_before=b'{"metadata":{},"status":"')
+    proxy = CuttingProxy(sidecar.unix_socket, cuts=1, cut_before=b'{"metadata":{},"status":"')
     attach = attach_through(proxy, execstream_bin, "resume-status", timeout=120)
     assert (attach.returncode, attach.stdout) == (0, b"done\n"), attach.stderr.decode(errors="replace")
     assert proxy.cuts == 1 and attach.stderr.count(b"connection lost") == 1

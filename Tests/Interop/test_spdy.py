@@ -13,7 +13,7 @@ ALL = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channe
 @pytest.fixture
 def runtime(server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel)
 
 
@@ -157,7 +157,7 @@ def test_streams_not_all_created_in_time_end_the_connection(execstream_bin, cri,
     running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--config", str(config))
     try:
         api, stubs = cri
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        with grpc.insecure_channel(running.control) as channel:
             url = stubs.RuntimeServiceStub(channel).Exec(api.ExecRequest(container_id="demo", cmd=["true"], stdout=True), timeout=10).url
         client = SPDYClient(url, ALL)
         client.open_stream("error")  # stdout never comes

@@ -16,7 +16,7 @@ SUBPROTOCOLS = [None, "channel.k8s.io", "base64.channel.k8s.io", "v4.channel.k8s
 @pytest.fixture
 def runtime(server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel)
 
 
@@ -212,7 +212,7 @@ def test_an_idle_connection_is_closed_after_the_stream_idle_timeout(execstream_b
     running = start_server(execstream_bin, str(tmp_path / "s.sock"), "--config", str(config))
     try:
         api, stubs = cri
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        with grpc.insecure_channel(running.control) as channel:
             url = stubs.RuntimeServiceStub(channel).Exec(api.ExecRequest(container_id="demo", cmd=["sleep", "600"], stdout=True), timeout=10).url
         ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
         ws.recv_data()  # the empty first message

@@ -12,7 +12,7 @@ from websocket_h2 import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
 @pytest.fixture
 def runtime(server, cri):
     api, stubs = cri
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with grpc.insecure_channel(server.control) as channel:
         yield api, stubs.RuntimeServiceStub(channel)
 
 

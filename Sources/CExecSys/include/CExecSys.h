@@ -4,7 +4,19 @@
 #define EXECSTREAM_CEXECSYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+/// A unix socket peer's credentials, as getsockopt(SOL_SOCKET, SO_PEERCRED) fills them (the
+/// layout of glibc's `struct ucred`, which Swift's Glibc module hides without _GNU_SOURCE).
+typedef struct {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+} execstream_peer_credentials;
+
+/// SO_PEERCRED, for getsockopt.
+static const int execstream_so_peercred = 17;
 
 /// Opens a pseudo-terminal master (O_RDWR | O_NOCTTY | O_CLOEXEC), grants and unlocks it, and
 /// writes the slave's path into `slave_path`. Returns the master fd, or -1 with errno set.

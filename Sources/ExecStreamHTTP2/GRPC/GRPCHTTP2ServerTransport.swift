@@ -1,6 +1,6 @@
 import ExecStreamCore
 public import GRPCCore
-import NIOCore
+public import NIOCore
 import Synchronization
 
 /// Limits of the gRPC transport.
@@ -38,22 +38,25 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
     }
 
     private let configuration: GRPCTransportConfiguration
-    private let intake: AsyncStream<HTTP2ServerStream>
-    private let intakeContinuation: AsyncStream<HTTP2ServerStream>.Continuation
+    /// A request stream, and what its connection knows about the peer (see `accept`).
+    private typealias Accepted = (stream: HTTP2ServerStream, transportSpecific: (any ServerContext.TransportSpecific)?)
+
+    private let intake: AsyncStream<Accepted>
+    private let intakeContinuation: AsyncStream<Accepted>.Continuation
     private let state = Mutex(State.accepting)
 
     public init(configuration: GRPCTransportConfiguration = GRPCTransportConfiguration()) {
         self.configuration = configuration
-        (self.intake, self.intakeContinuation) = AsyncStream.makeStream(of: HTTP2ServerStream.self)
+        (self.intake, self.intakeContinuation) = AsyncStream.makeStream(of: Accepted.self)
     }
 
     public func listen(
         streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
     ) async throws {
         await withDiscardingTaskGroup { group in
-            for await stream in self.intake {
+            for await accepted in self.intake {
                 group.addTask {
-                    await self.serve(stream, handler: streamHandler)
+                    await self.serve(accepted.stream, transportSpecific: accepted.transportSpecific, handler: streamHandler)
                 }
             }
         }
@@ -64,24 +67,31 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
         self.intakeContinuation.finish()
     }
 
-    /// Hands a gRPC request stream to the transport. Call from anywhere.
-    public func accept(_ stream: HTTP2ServerStream) {
+    /// Hands a gRPC request stream to the transport. Call from anywhere. `transportSpecific`
+    /// reaches the handler as `ServerContext.transportSpecific` (the peer's identity, say).
+    public func accept(_ stream: HTTP2ServerStream, transportSpecific: (any ServerContext.TransportSpecific)? = nil) {
         let accepting = self.state.withLock { state -> Bool in
             switch state {
             case .accepting: return true
             case .closed: return false
             }
         }
-        guard accepting, case .enqueued = self.intakeContinuation.yield(stream) else {
+        guard accepting, case .enqueued = self.intakeContinuation.yield((stream, transportSpecific)) else {
             Self.sendTrailersOnly(on: stream, status: Status(code: .unavailable, message: "the server is shutting down"))
             return
         }
+    }
+
+    /// Answers a gRPC request stream with `status` and nothing else: no handler runs.
+    public func refuse(_ stream: HTTP2ServerStream, status: Status) {
+        Self.sendTrailersOnly(on: stream, status: status)
     }
 
     // MARK: One RPC
 
     private func serve(
         _ stream: HTTP2ServerStream,
+        transportSpecific: (any ServerContext.TransportSpecific)?,
         handler: @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
     ) async {
         let head = stream.head
@@ -124,12 +134,13 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
                     cancellation.cancel()
                 }
             }
-            let context = ServerContext(
+            var context = ServerContext(
                 descriptor: descriptor,
                 remotePeer: Self.peerDescription(stream.remoteAddress),
                 localPeer: Self.peerDescription(stream.localAddress),
                 cancellation: cancellation
             )
+            context.transportSpecific = transportSpecific
             let inbound = RPCAsyncSequence(
                 wrapping: GRPCRequestParts(
                     metadata: Self.metadata(from: head.headers),
@@ -144,7 +155,7 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
     }
 
     /// `/package.Service/Method` → descriptor; nil for anything else.
-    static func methodDescriptor(path: String) -> MethodDescriptor? {
+    public static func methodDescriptor(path: String) -> MethodDescriptor? {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else { return nil }
         return MethodDescriptor(fullyQualifiedService: String(parts[1]), method: String(parts[2]))
@@ -210,7 +221,7 @@ public final class GRPCHTTP2ServerTransport: ServerTransport, Sendable {
         stream.sendResponseHead(status: 200, headers: HTTP2Headers(fields), endStream: true)
     }
 
-    static func peerDescription(_ address: SocketAddress?) -> String {
+    public static func peerDescription(_ address: SocketAddress?) -> String {
         switch address {
         case .v4(let v4)?:
             return "ipv4:\(v4.host):\(address?.port ?? 0)"

@@ -7,8 +7,12 @@ import Yams
 /// silently ignored). Command-line flags override what it sets; it overrides the defaults.
 ///
 /// ```yaml
-/// listen: ["127.0.0.1:10350", "[::1]:10350"]
-/// criSocket: /run/execstream/execstream.sock   # "" for none
+/// listen: ["127.0.0.1:10350", "[::1]:10350"]      # data plane: streaming URLs and health
+/// controlListen: ["10.0.0.5:10351"]             # control plane over mutual TLS
+/// criSocket: /run/execstream/execstream.sock   # both planes; "" for none
+/// socketGroup: execstream                      # the socket is 0660 for this group (else 0600)
+/// tls: {certFile: /etc/execstream/tls.crt, keyFile: /etc/execstream/tls.key,
+///       clientCAFile: /etc/execstream/clients.crt, controlClientCAFile: /etc/execstream/admins.crt}
 /// advertiseAddress: 10.0.0.5
 /// execSyncMaxOutputBytes: 16777216
 /// sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true, maxConcurrentSessions: 1000,
@@ -29,10 +33,16 @@ import Yams
 ///     main: {command: ["/bin/sh"], tty: false, stdin: true, stdinOnce: false}
 /// ```
 public struct ConfigurationFile: Decodable, Hashable, Sendable {
-    /// TCP (and unix/vsock) addresses to listen on.
+    /// TCP addresses of the data plane (and vsock addresses, which serve both planes).
     public var listen: [String]?
+    /// TCP addresses of the control plane (mutual TLS).
+    public var controlListen: [String]?
     /// The unix socket; "" for none.
     public var criSocket: String?
+    /// The unix socket's group (a name or an id): mode 0660 instead of 0600.
+    public var socketGroup: String?
+    /// TLS on every TCP listener.
+    public var tls: TLS?
     /// The host streaming URLs name.
     public var advertiseAddress: String?
     /// ExecSync's per-stream output limit.
@@ -63,6 +73,14 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         public var shutdownGraceSeconds: Double?
         public var maxConcurrentStreams: Int?
         public var maxHeaderListSize: Int?
+    }
+
+    /// `tls:`
+    public struct TLS: Decodable, Hashable, Sendable {
+        public var certFile: String
+        public var keyFile: String
+        public var clientCAFile: String?
+        public var controlClientCAFile: String?
     }
 
     /// `grpc:`
@@ -127,6 +145,27 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         if let bytes = self.execSyncMaxOutputBytes {
             guard bytes > 0 else { throw ServerError(code: .invalidConfiguration, message: "execSyncMaxOutputBytes must be positive") }
             configuration.execSyncOutputLimit = bytes
+        }
+        if let tls = self.tls {
+            configuration.tls = TLSFiles(
+                certificateChainFile: tls.certFile,
+                privateKeyFile: tls.keyFile,
+                clientCAFile: tls.clientCAFile,
+                controlClientCAFile: tls.controlClientCAFile
+            )
+        }
+        if let group = self.socketGroup {
+            configuration.unixSocketGroup = UnixSocketGroup(parsing: group)
+        }
+        if let controlListen = self.controlListen {
+            configuration.controlListenAddresses = []
+            for text in controlListen {
+                do {
+                    configuration.controlListenAddresses.append(try ListenAddress(parsing: text))
+                } catch {
+                    throw ServerError(code: .invalidConfiguration, message: "controlListen: \(error.message)")
+                }
+            }
         }
         if let advertiseAddress = self.advertiseAddress {
             configuration.advertiseHost = advertiseAddress
@@ -210,7 +249,11 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
 
     /// The keys each mapping may have, by path ("containers[]" for every list entry).
     private static let schema: [String: Set<String>] = [
-        "": ["listen", "criSocket", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc", "containers"],
+        "": [
+            "listen", "controlListen", "criSocket", "socketGroup", "tls", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc",
+            "containers",
+        ],
+        "tls": ["certFile", "keyFile", "clientCAFile", "controlClientCAFile"],
         "sessions": [
             "postExitDrainSeconds", "killProcessGroupOnDisconnect", "maxConcurrentSessions", "streamCreationTimeoutSeconds", "streamIdleTimeoutSeconds",
         ],

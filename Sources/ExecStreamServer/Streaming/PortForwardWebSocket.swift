@@ -55,7 +55,7 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
             self.send(prefix, channel: 2 * index)
             self.send(prefix, channel: 2 * index + 1)
             ClientBootstrap(group: context.eventLoop)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(TCPSide(index: index, forwarder: loopBound))

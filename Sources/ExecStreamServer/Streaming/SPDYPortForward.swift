@@ -147,7 +147,7 @@ final class SPDYPortForwardConnection {
         guard let pair = self.pairs[requestID] else { return }
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         ClientBootstrap(group: self.eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -17,7 +17,8 @@ struct StreamingEndpoint: Sendable {
     let supervisor: ContainerSupervisor
     let policy: SessionPolicy
     let sessions: SessionSlots
-    let logger: Logger
+    /// Sessions log with it; a connection's router adds its peer.
+    var logger: Logger
 
     /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
     func serve(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {

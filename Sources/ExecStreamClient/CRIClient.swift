@@ -97,7 +97,12 @@ public struct CRIClient: Sendable {
             var message = ByteBuffer()
             GRPCWire.writeMessagePrefix(byteCount: payload.count, into: &message)
             message.writeBytes(payload)
-            try await stream.write(message)
+            do {
+                try await stream.write(message)
+            } catch {
+                // A server may answer before it reads the request (a refusal) and then reset the
+                // stream with NO_ERROR (RFC 9113 §8.1): the answer is still to be read below.
+            }
             stream.finish()
 
             var body = ByteBuffer()

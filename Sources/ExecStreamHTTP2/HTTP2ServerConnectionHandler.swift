@@ -301,6 +301,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamCloseCallback)
         nghttp2_session_callbacks_set_send_data_callback(callbacks, sendDataCallback)
         nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, onFrameNotSentCallback)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSentCallback)
 
         var option: OpaquePointer?
         nghttp2_option_new(&option)
@@ -698,6 +699,25 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         return 0
     }
 
+    /// A frame went out. When it ends a response while the request is still open (a gRPC status
+    /// sent before the request body was read, a refusal, an exec that ended while its client was
+    /// still sending stdin), tell the client to stop sending with RST_STREAM NO_ERROR, as RFC 9113
+    /// §8.1 allows: a client still uploading may otherwise wait for its upload before it reads a
+    /// response it already has (curl does).
+    fileprivate func onFrameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let header = frame.pointee.hd
+        let type = UInt32(header.type)
+        guard type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue,
+            header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+            let session = self.session, self.streams[header.stream_id] != nil,
+            nghttp2_session_get_stream_remote_close(session, header.stream_id) == 0
+        else {
+            return 0
+        }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), header.stream_id, HTTP2ErrorCode.noError)
+        return 0
+    }
+
     /// nghttp2 could not serialise a frame. For a response head or trailers (a header block over
     /// nghttp2's 64 KiB send limit, say) it drops the frame and leaves the stream open, so the
     /// peer would wait for an answer that never comes: reset the stream at once instead.
@@ -807,6 +827,11 @@ private let onDataChunkCallback: nghttp2_on_data_chunk_recv_callback = { _, _, s
 
 private let onStreamCloseCallback: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
     handler(userData).onStreamClose(streamID: streamID, errorCode: errorCode)
+}
+
+private let onFrameSentCallback: nghttp2_on_frame_send_callback = { _, frame, userData in
+    guard let frame else { return 0 }
+    return handler(userData).onFrameSent(frame)
 }
 
 private let onFrameNotSentCallback: nghttp2_on_frame_not_send_callback = { _, frame, errorCode, userData in

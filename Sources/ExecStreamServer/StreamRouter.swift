@@ -66,6 +66,7 @@ struct StreamRouter: Sendable {
         }
         switch self.peer.access.admit(service: method.service.fullyQualifiedService, method: method.method) {
         case .admitted:
+            self.streaming.logger.debug("control call", metadata: ["method": "\(CommandLineLimits.displayed(method.fullyQualifiedMethod))"])
             self.grpc.accept(stream, transportSpecific: self.peer)
         case .refused(let message):
             self.streaming.logger.notice(

@@ -244,7 +244,9 @@ func printToStandardError(_ line: String) {
 
 /// Reloads the server's TLS files on every SIGHUP until the server shuts down; a failed reload
 /// is logged and the previous files stay in use.
-struct CertificateReloader: Service {
+struct CertificateReloader: Service, CustomStringConvertible {
+    var description: String { "CertificateReloader" }
+
     let server: ExecStreamServer
     let logger: Logger
 

@@ -283,4 +283,27 @@ struct HTTP2ServerConnectionHandlerTests {
         try await harness.exchange()
         #expect(harness.client.streams[next]?.status == "204")
     }
+
+    @Test("a response that ends while the request is still open is followed by RST_STREAM NO_ERROR (stop sending)")
+    func earlyResponseTellsTheClientToStopSending() async throws {
+        let harness = try await HTTP2Harness()
+        let open = harness.client.request(method: "POST", path: "/refused", body: Array("partial".utf8), endStream: false)
+        try await harness.exchange()
+        let stream = await harness.nextStream()
+        stream.sendResponseHead(status: 200, headers: ["grpc-status": "7"], endStream: true)
+        try await harness.exchange()
+        let record = try #require(harness.client.streams[open])
+        #expect(record.status == "200" && record.ended, "the whole response arrives first")
+        #expect(record.resetByServer == 0)
+        #expect(try await stream.closeFuture.get() == .finished)
+
+        // A request that had ended gets its response and no reset.
+        let whole = harness.client.request(method: "POST", path: "/whole", body: Array("all".utf8))
+        try await harness.exchange()
+        let next = await harness.nextStream()
+        next.sendResponseHead(status: 204, endStream: true)
+        try await harness.exchange()
+        #expect(harness.client.streams[whole]?.status == "204")
+        #expect(harness.client.streams[whole]?.resetByServer == nil)
+    }
 }

@@ -11,6 +11,8 @@ final class NGHTTP2TestClient {
         var trailers: [(String, String)] = []
         var body: [UInt8] = []
         var closedWithError: UInt32?
+        /// The error code of a RST_STREAM the server sent, if any.
+        var resetByServer: UInt32?
         var ended = false
         var headersDone = false
 
@@ -56,6 +58,8 @@ final class NGHTTP2TestClient {
                 if endStream { client.streams[header.stream_id, default: StreamRecord()].ended = true }
             case NGHTTP2_DATA.rawValue:
                 if endStream { client.streams[header.stream_id, default: StreamRecord()].ended = true }
+            case NGHTTP2_RST_STREAM.rawValue:
+                client.streams[header.stream_id, default: StreamRecord()].resetByServer = frame!.pointee.rst_stream.error_code
             case NGHTTP2_GOAWAY.rawValue:
                 client.goAwayErrorCode = frame!.pointee.goaway.error_code
             case NGHTTP2_PING.rawValue:

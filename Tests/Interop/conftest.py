@@ -55,6 +55,13 @@ class RunningServer:
     unix_socket: str
     output: list
     lines: "queue.Queue"
+    # Every TCP listener: (scheme, host, port, planes), as "listening on" said.
+    listeners: list = dataclasses.field(default_factory=list)
+
+    @property
+    def control_port(self) -> int:
+        """The first --control-listen port on 127.0.0.1 (mutual TLS)."""
+        return next(port for _, host, port, planes in self.listeners if host == "127.0.0.1" and planes.startswith("control"))
 
     @property
     def url(self) -> str:
@@ -78,7 +85,7 @@ class RunningServer:
 
 
 # "listening on http://127.0.0.1:10350 (data plane)", "https://…" with TLS.
-LISTENING = re.compile(r"listening on https?://(?P<host>[^ ]+):(?P<port>\d+) \((?P<planes>[^)]*)\)")
+LISTENING = re.compile(r"listening on (?P<scheme>https?)://(?P<host>[^ ]+):(?P<port>\d+) \((?P<planes>[^)]*)\)")
 
 
 def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: float = 60) -> RunningServer:
@@ -97,9 +104,15 @@ def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: fl
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    output, port, port6, unix_ready = [], None, None, False
+    output, port, port6, unix_ready, listeners = [], None, None, False, []
     deadline = time.monotonic() + timeout
-    while port is None or (want_v6 and port6 is None) or not unix_ready:
+    controls = extra.count("--control-listen")
+
+    def waiting() -> bool:
+        have_controls = sum(1 for _, _, _, planes in listeners if planes.startswith("control"))
+        return port is None or (want_v6 and port6 is None) or not unix_ready or have_controls < controls
+
+    while waiting():
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
@@ -109,13 +122,16 @@ def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: fl
             raise RuntimeError("server did not start:\n" + "".join(output))
         output.append(line)
         if match := LISTENING.match(line):
+            listeners.append((match["scheme"], match["host"], int(match["port"]), match["planes"]))
+            if not match["planes"].startswith("data plane"):
+                continue
             if match["host"] == "127.0.0.1" and port is None:
                 port = int(match["port"])
             elif match["host"] == "[::1]" and port6 is None:
                 port6 = int(match["port"])
         elif line.startswith("listening on unix://"):
             unix_ready = True
-    return RunningServer(process, port, port6, socket_path, output, lines)
+    return RunningServer(process, port, port6, socket_path, output, lines, listeners)
 
 
 def stop_server(server: RunningServer, timeout: float = 60) -> int:
@@ -212,3 +228,11 @@ def api(sidecar, containerd_protos):
 
     with grpc.insecure_channel(f"unix:{sidecar.unix_socket}") as channel:
         yield Runtime(channel, containerd_protos)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """Test certificates (see pki.py), made once per session."""
+    from pki import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))

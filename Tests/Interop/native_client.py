@@ -10,6 +10,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+import transport
+
 CONTENT_TYPE = "application/vnd.execstream.v1"
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 # Resumable attach: position (server → client), acknowledge (client → server), stdin window.
@@ -47,13 +49,13 @@ class NativeStream:
 
     def __init__(self, url: str, content_type: str = CONTENT_TYPE, method: str = "POST", timeout: float = 60, terminal_size=None, headers=()):
         parsed = urllib.parse.urlsplit(url)
-        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        self.sock = transport.connect(url, timeout, ["h2"])
         self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
         self.stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             self.stream_id,
-            [(":method", method), (":scheme", "http"), (":authority", parsed.netloc), (":path", parsed.path), ("content-type", content_type)]
+            [(":method", method), (":scheme", parsed.scheme), (":authority", parsed.netloc), (":path", parsed.path), ("content-type", content_type)]
             + ([("execstream-terminal-size", f"{terminal_size[0]}x{terminal_size[1]}")] if terminal_size else [])
             + list(headers),
         )

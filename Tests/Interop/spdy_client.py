@@ -10,6 +10,8 @@ import zlib
 from spdy import conn as spdy_conn
 from spdy import dictionary as spdy_dictionary
 
+import transport
+
 SYN_STREAM, SYN_REPLY, RST_STREAM, PING, GOAWAY = 1, 2, 3, 6, 7
 
 
@@ -27,7 +29,7 @@ def header_block(headers: dict, deflate) -> bytes:
 class SPDYClient:
     def __init__(self, url: str, protocols: list, timeout: float = 30, method: str = "POST"):
         parsed = urllib.parse.urlsplit(url)
-        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        self.sock = transport.connect(url, timeout, ["http/1.1"])
         lines = [f"{method} {parsed.path} HTTP/1.1", f"Host: {parsed.netloc}", "Connection: Upgrade", "Upgrade: SPDY/3.1"]
         lines += [f"X-Stream-Protocol-Version: {p}" for p in protocols]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -58,7 +60,9 @@ class SPDYClient:
         import websocket
 
         client = cls.__new__(cls)
-        client.ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=[subprotocol], timeout=30)
+        client.ws = websocket.create_connection(
+            url.replace("https://", "wss://").replace("http://", "ws://"), subprotocols=[subprotocol], timeout=30, sslopt=transport.websocket_sslopt()
+        )
         client.protocol = client.ws.getsubprotocol()
         client.status = 101
         client._start_session()

@@ -33,7 +33,9 @@ def test_v5_exec_with_stdin_close_and_status(runtime):
     frames = ws.receive_until_close()
     ws.wait_until_ended()
     ws.close()
-    assert ws.reset_code is None
+    # The server's END_STREAM may be followed by RST_STREAM NO_ERROR ("stop sending", RFC 9113
+    # §8.1) when the client has not ended its side yet; never by an error.
+    assert ws.reset_code in (None, 0)
     assert frames[0] == (OP_BINARY, b"\x01")
     assert channel_payloads(frames, 1) == b"hello over h2\n"
     assert channel_payloads(frames, 2) == b"err\n"

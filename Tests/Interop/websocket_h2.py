@@ -10,6 +10,8 @@ import h2.connection
 import h2.events
 import h2.settings
 
+import transport
+
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
@@ -29,7 +31,7 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 class WebSocketOverH2:
     def __init__(self, url: str, subprotocols=None, timeout: float = 30):
         parsed = urllib.parse.urlsplit(url)
-        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        self.sock = transport.connect(url, timeout, ["h2"])
         self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
         self.sock.sendall(self.conn.data_to_send())
@@ -37,7 +39,7 @@ class WebSocketOverH2:
         while not self.conn.remote_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL):
             self._pump()
         self.stream_id = self.conn.get_next_available_stream_id()
-        headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":authority", parsed.netloc), (":path", parsed.path)]
+        headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", parsed.scheme), (":authority", parsed.netloc), (":path", parsed.path)]
         headers.append(("sec-websocket-version", "13"))
         if subprotocols:
             headers.append(("sec-websocket-protocol", ", ".join(subprotocols)))

@@ -168,6 +168,7 @@ struct StreamingEndpoint: Sendable {
         let sessions = self.sessions
         do throws(ExecStreamError) {
             let value = try resolve(try self.requests.consume(StreamingToken(rawValue: token), kind: kind))
+            self.logger.debug("streaming session", metadata: ["kind": "\(kind.rawValue)"])
             return .success((value, { sessions.release() }))
         } catch {
             sessions.release()

@@ -12,9 +12,13 @@
 5. 1 GiB of a main process's stdout through `execstream attach` (resumable: every delivery waits
    for the client's acknowledgement) beside the same bytes through `execstream exec` (native
    HTTP/2, no acknowledgements): the price of losing nothing when the connection drops.
-Figures, not assertions.
+6. TLS beside plain TCP on the data plane: exec `true` latency and 1 GiB of native stdout, each
+   against a server with --tls-cert/--tls-key and one without, interleaved in the same run.
+Control calls go to the unix socket (the control plane); streams measured over TCP go to the
+data-plane listener their URL names. Figures, not assertions.
 """
 import os
+import pathlib
 import re
 import socket
 import subprocess
@@ -43,23 +47,26 @@ def rss_kib(pid: int) -> int:
 
 
 def start_server(*extra: str) -> tuple[subprocess.Popen, str]:
+    """A release server with a unix socket of its own; returns it and the socket's address."""
+    directory = tempfile.mkdtemp(prefix="execstream-bench-")
     process = subprocess.Popen(
-        [EXECSTREAM, "serve", "--listen", "127.0.0.1:0", "--no-cri-socket", "--log-level", "warning", *extra],
+        [EXECSTREAM, "serve", "--listen", "127.0.0.1:0", "--cri-socket", f"{directory}/s.sock", "--log-level", "warning", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     for line in process.stdout:
-        match = re.match(r"listening on http://(127\.0\.0\.1:\d+)", line)
-        if match:
+        if line.startswith("listening on unix://"):
             # Keep draining its output so it never blocks on a full pipe.
             threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-            return process, match.group(1)
+            return process, f"unix://{directory}/s.sock"
     sys.exit("the server did not start")
 
 
-def latency(address: str) -> None:
-    subprocess.run([os.path.join(BIN, "ExecLatency"), "--server", address, "--runs", "1000"], check=True)
+def latency(address: str, *extra: str) -> str:
+    return subprocess.run(
+        [os.path.join(BIN, "ExecLatency"), "--server", address, "--runs", "1000", *extra], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def throughput(address: str, pid: int) -> None:
@@ -162,13 +169,46 @@ def resumable_attach() -> None:
     print(f"  throughput ratio attach/exec: {executed / attached:.2f}×")
 
 
+def tls_beside_plain(plain_address: str, plain_pid: int) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Interop"))
+    from pki import make_pki  # certificates made now, with openssl, as the tests make theirs
+
+    pki = make_pki(pathlib.Path(tempfile.mkdtemp(prefix="execstream-bench-pki-")))
+    server, tls_address = start_server("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+    try:
+        plain_latency = latency(plain_address)
+        tls_latency = latency(tls_address, "--tls-ca", str(pki.ca), "--label", "TLS")
+        p50 = lambda text: float(re.search(r"end to end.*?p50\s+([\d.]+)", text).group(1))
+        print(plain_latency.rstrip())
+        print(tls_latency.rstrip())
+        print(f"  exec true p50, TLS/plain: {p50(tls_latency) / p50(plain_latency):.2f}x")
+        figures = {"plain": [], "TLS": []}
+        for _ in range(3):
+            for name, address, pid, flags in (("plain", plain_address, plain_pid, []), ("TLS", tls_address, server.pid, ["--tls-ca", str(pki.ca)])):
+                before = cpu_seconds(pid)
+                line = subprocess.run(
+                    [os.path.join(BIN, "StreamThroughput"), "--server", address, "--transport", "native", "--bytes", str(GIB), *flags],
+                    check=True, capture_output=True, text=True,
+                ).stdout.split()
+                figures[name].append((float(line[3]), cpu_seconds(pid) - before))
+        print("1 GiB of native stdout, TLS beside plain TCP (median of 3 interleaved)")
+        plain_rate = sorted(figures["plain"])[1][0]
+        for name in figures:
+            rate, cpu = sorted(figures[name])[1]
+            print(f"  {name:<26} {rate:8.0f} MB/s   server {cpu:5.2f} CPU-s   {rate / plain_rate:5.2f}x plain")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def main() -> None:
     server, address = start_server()
     try:
-        latency(address)
+        print(latency(address).rstrip())
         throughput(address, server.pid)
         transports(address, server.pid)
         memory(address, server.pid)
+        tls_beside_plain(address, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -83,8 +83,8 @@ def main() -> None:
             PIN_SERVER + [execstream, "serve", "--listen", "127.0.0.1:0", "--no-cri-socket", "--enable-benchmark-routes", "--log-level", "warning"],
             stdout=subprocess.PIPE, text=True,
         )
-        line = ours.stdout.readline()
-        our_port = int(line.strip().rsplit(":", 1)[1])
+        line = ours.stdout.readline()  # "listening on http://127.0.0.1:PORT (data plane)"
+        our_port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
 
         nghttpd_port = free_port()
         theirs = subprocess.Popen(

@@ -1,6 +1,9 @@
 // `make bench`: exec `true` end to end (Exec RPC → native stream → status) against a running
 // `execstream serve`, beside bare posix_spawn + waitpid of the same binary, in one run.
-// Usage: ExecLatency --server HOST:PORT [--runs N]. Figures are printed, never asserted.
+// Usage: ExecLatency --server CONTROL [--tls-ca FILE] [--runs N] [--label TEXT]. The Exec calls go
+// to the control plane (the unix socket); the streams go to the data-plane listener their URL
+// names, over one connection (TLS for https://, trusting --tls-ca). Figures are printed, never
+// asserted.
 
 import ExecStreamClient
 import ExecStreamCore
@@ -41,12 +44,15 @@ func bareSpawn() -> Double {
 }
 
 let arguments = CommandLine.arguments
-guard let serverIndex = arguments.firstIndex(of: "--server"), serverIndex + 1 < arguments.count,
-    let address = try? ListenAddress(parsing: arguments[serverIndex + 1])
-else {
-    fatalError("usage: ExecLatency --server HOST:PORT [--runs N]")
+func argument(_ name: String) -> String? {
+    arguments.firstIndex(of: name).flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
 }
-let runs = arguments.firstIndex(of: "--runs").flatMap { Int(arguments[$0 + 1]) } ?? 1000
+guard let serverText = argument("--server"), let address = try? ListenAddress(parsing: serverText) else {
+    fatalError("usage: ExecLatency --server CONTROL [--tls-ca FILE] [--runs N] [--label TEXT]")
+}
+let runs = argument("--runs").flatMap { Int($0) } ?? 1000
+let label = argument("--label") ?? "plain TCP"
+let tls = argument("--tls-ca").map { ClientTLSConfiguration(caFile: $0) }
 
 let client = CRIClient(connection: try await HTTP2ClientConnection.connect(to: address))
 let request = Runtime_V1_ExecRequest.with {
@@ -55,11 +61,15 @@ let request = Runtime_V1_ExecRequest.with {
     $0.stdout = true
     $0.stderr = true
 }
+// One data-plane connection for every stream, opened once (its handshake is not measured).
+let firstURL = try await client.exec(request).url
+let data = try await HTTP2ClientConnection.connect(toStreamingURL: firstURL, tls: tls)
+_ = try await NativeStreamClient.open(url: firstURL, on: data).receive { _, _ in }
 func execTrue() async throws -> Double {
     let clock = ContinuousClock()
     let start = clock.now
     let url = try await client.exec(request).url
-    let stream = try await NativeStreamClient.open(url: url, on: client.connection)
+    let stream = try await NativeStreamClient.open(url: url, on: data)
     let result = try await stream.receive { _, _ in }
     precondition(result.exitCode == 0, "exec true failed: \(result)")
     return milliseconds(clock.now - start)
@@ -76,7 +86,7 @@ for _ in 0..<runs {
     endToEnd.append(try await execTrue())
     spawn.append(bareSpawn())
 }
-print("exec `true`, \(runs) runs, one connection")
+print("exec `true`, \(runs) runs, streams over one \(label) connection")
 report("  ExecStream end to end (RPC + stream + status)", endToEnd)
 report("  posix_spawn + waitpid (no server)", spawn)
 let ratio = percentile(endToEnd.sorted(), 0.5) / percentile(spawn.sorted(), 0.5)

@@ -1,6 +1,8 @@
 // `make bench`: one exec's stdout (`head -c N /dev/zero`) read to the end over one transport
 // (native HTTP/2, WebSocket v5 over HTTP/1.1, or SPDY/3.1), against a running `execstream serve`.
-// Usage: StreamThroughput --server HOST:PORT --transport native|websocket|spdy [--bytes N]
+// Usage: StreamThroughput --server CONTROL --transport native|websocket|spdy [--bytes N] [--tls-ca FILE]
+// The Exec call goes to the control plane (the unix socket); the stream to the listener its URL
+// names (native over TLS for an https:// URL).
 // Prints one line: transport, bytes, seconds, MB/s. Benchmarks/exec_bench.py compares them.
 
 import ExecStreamClient
@@ -16,10 +18,8 @@ let arguments = CommandLine.arguments
 func argument(_ name: String) -> String? {
     arguments.firstIndex(of: name).flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
 }
-guard let serverText = argument("--server"), let address = try? ListenAddress(parsing: serverText),
-    case .tcp(let host, let port) = address, let transport = argument("--transport")
-else {
-    fatalError("usage: StreamThroughput --server HOST:PORT --transport native|websocket|spdy [--bytes N]")
+guard let serverText = argument("--server"), let address = try? ListenAddress(parsing: serverText), let transport = argument("--transport") else {
+    fatalError("usage: StreamThroughput --server CONTROL --transport native|websocket|spdy [--bytes N] [--tls-ca FILE]")
 }
 let byteCount = argument("--bytes").flatMap { Int($0) } ?? (1 << 30)
 
@@ -30,7 +30,8 @@ let url = try await client.exec(.with {
     $0.cmd = ["head", "-c", String(byteCount), "/dev/zero"]
     $0.stdout = true
 }).url
-let path = URLComponents(string: url)!.path
+let components = URLComponents(string: url)!
+let path = components.path
 
 /// Counts the stdout bytes a raw-socket client (WebSocket or SPDY) reads, until the server ends.
 final class RawStreamCounter: ChannelInboundHandler, @unchecked Sendable {
@@ -148,7 +149,8 @@ let start = clock.now
 let received: Int
 switch transport {
 case "native":
-    let stream = try await NativeStreamClient.open(url: url, on: connection)
+    let data = try await HTTP2ClientConnection.connect(toStreamingURL: url, tls: argument("--tls-ca").map { ClientTLSConfiguration(caFile: $0) })
+    let stream = try await NativeStreamClient.open(url: url, on: data)
     var count = 0
     _ = try await stream.receive { _, bytes in count += bytes.readableBytes }
     received = count
@@ -162,7 +164,7 @@ case "websocket", "spdy":
                 try channel.pipeline.syncOperations.addHandler(RawStreamCounter(mode: mode, path: path, done: promise))
             }
         }
-        .connect(host: host, port: port)
+        .connect(host: components.host!.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: components.port!)
         .get()
     received = try await promise.futureResult.get()
     channel.close(promise: nil)

@@ -1,5 +1,6 @@
 public import ExecStreamCore
 public import ExecStreamHTTP2
+import Foundation
 import NIOCore
 import NIOSSL
 
@@ -64,6 +65,18 @@ extension HTTP2ClientConnection {
         return try await Self.connect(to: address) { pipeline in
             try pipeline.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverName))
         }
+    }
+
+    /// Connects to the listener a streaming URL names: `https://` over TLS (with `tls`, or the
+    /// system's roots), `http://` in plain TCP.
+    public static func connect(toStreamingURL url: String, tls: ClientTLSConfiguration? = nil) async throws -> HTTP2ClientConnection {
+        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host,
+            let port = components.port ?? (scheme == "https" ? 443 : 80) as Int?
+        else {
+            throw ClientError(code: .protocolError, message: "the server returned an invalid streaming URL: \(url)")
+        }
+        let address = ListenAddress.tcp(host: host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+        return try await Self.connect(to: address, tls: scheme == "https" ? (tls ?? ClientTLSConfiguration()) : nil)
     }
 
     private static func isIPAddress(_ host: String) -> Bool {

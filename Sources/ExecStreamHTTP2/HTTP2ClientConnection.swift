@@ -264,7 +264,7 @@ final class HTTP2ClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.failAll(HTTP2ClientError(message: "connection error: \(error)"))
+        self.failAll(HTTP2ClientError(message: TLSFailure.describe(error) ?? "connection error: \(error)"))
         context.close(promise: nil)
     }
 
@@ -491,4 +491,22 @@ private let clientStreamCloseCallback: nghttp2_on_stream_close_callback = { _, s
 
 private let clientReadCallback: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
     return clientHandler(userData).readBody(streamID: streamID, into: buffer!, maxLength: length, flags: flags!)
+}
+
+/// The TLS failures a person can act on, in words instead of BoringSSL's reason codes (the TLS
+/// handler below this one reports them as errors whose text holds those codes).
+enum TLSFailure {
+    private static let reasons: [(code: String, sentence: String)] = [
+        ("CERTIFICATE_REQUIRED", "the server requires a client certificate (--tls-cert and --tls-key)"),
+        ("UNKNOWN_CA", "the server does not accept this client certificate: its CA is not the server's client CA"),
+        ("BAD_CERTIFICATE", "the server does not accept this client certificate"),
+        ("CERTIFICATE_VERIFY_FAILED", "the server's certificate is not trusted (--tls-ca names the CA that signed it)"),
+        ("failedToValidateHostname", "the server's certificate does not carry the name connected to (--tls-server-name)"),
+        ("WRONG_VERSION_NUMBER", "the server did not answer in TLS: is this a plain listener?"),
+    ]
+
+    static func describe(_ error: any Error) -> String? {
+        let text = "\(error)"
+        return Self.reasons.first { text.contains($0.code) }.map { "TLS: \($0.sentence)" }
+    }
 }

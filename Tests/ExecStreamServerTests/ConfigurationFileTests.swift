@@ -51,6 +51,29 @@ struct ConfigurationFileTests {
         #expect(web.mainProcess == MainProcessSpec(command: ["/bin/sh"], tty: true, stdin: true, stdinOnce: true))
     }
 
+    @Test("the trust settings: control listeners, the socket group and TLS files")
+    func trustSettings() throws {
+        let file = try ConfigurationFile.parse(
+            """
+            controlListen: ["10.0.0.5:10351"]
+            socketGroup: execstream
+            tls: {certFile: /etc/t.crt, keyFile: /etc/t.key, clientCAFile: /etc/c.crt, controlClientCAFile: /etc/o.crt}
+            """
+        )
+        var configuration = ServerConfiguration(listenAddresses: [])
+        try file.apply(to: &configuration)
+        #expect(configuration.controlListenAddresses == [.tcp(host: "10.0.0.5", port: 10351)])
+        #expect(configuration.unixSocketGroup == .name("execstream"))
+        #expect(
+            configuration.tls
+                == TLSFiles(certificateChainFile: "/etc/t.crt", privateKeyFile: "/etc/t.key", clientCAFile: "/etc/c.crt", controlClientCAFile: "/etc/o.crt")
+        )
+        try ConfigurationFile.parse("socketGroup: \"994\"").apply(to: &configuration)
+        #expect(configuration.unixSocketGroup == .id(994))
+        #expect(throws: ServerError.self) { try ConfigurationFile.parse("tls: {certFile: /a}") }
+        #expect(throws: ServerError.self) { try ConfigurationFile.parse("tls: {certFile: /a, keyFile: /b, clientCA: /c}") }
+    }
+
     @Test("an empty file changes nothing; criSocket \"\" means no unix socket")
     func emptyAndNoSocket() throws {
         var configuration = ServerConfiguration(listenAddresses: [])

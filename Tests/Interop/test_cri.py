@@ -92,6 +92,45 @@ def test_exec_sync_errors(runtime):
     assert "executable file not found in $PATH" in message
 
 
+def test_an_oversized_argument_is_invalid_argument_at_once(runtime):
+    """200 KB is over the kernel's per-argument limit: a short INVALID_ARGUMENT, not an E2BIG whose
+    message (repeating the command) made a header block nghttp2 would not send."""
+    api, service, _ = runtime
+    for call in (
+        lambda: service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["echo", "a" * 200_000]), timeout=10),
+        lambda: service.Exec(api.ExecRequest(container_id="demo", cmd=["echo", "a" * 200_000], stdout=True), timeout=10),
+    ):
+        code, message = code_of(call)
+        assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "argument 1 is 200000 bytes; at most 131071 are allowed")
+
+
+def test_a_status_message_never_repeats_a_long_command(runtime):
+    api, service, _ = runtime
+    name = "no-such-command-" + "x" * 20_000
+    code, message = code_of(lambda: service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=[name]), timeout=10))
+    assert code == grpc.StatusCode.UNKNOWN
+    assert len(message.encode()) <= 1024
+    assert message.startswith('exec: "no-such-command-xxx') and "…" in message
+    assert "executable file not found in $PATH" in message
+
+
+def test_a_large_exec_sync_output_fits_the_16_mib_message_clients_accept(server, cri):
+    """grpc-go, crictl and the kubelet refuse a response over 16 MiB: 17 MB of stdout arrives cut,
+    with its notice, instead of failing the call."""
+    api, stubs = cri
+    with grpc.insecure_channel(server.control, options=[("grpc.max_receive_message_length", 16 << 20)]) as channel:
+        result, call = stubs.RuntimeServiceStub(channel).ExecSync.with_call(
+            api.ExecSyncRequest(container_id="demo", cmd=["sh", "-c", "head -c 17000000 /dev/zero; echo done >&2"]), timeout=60
+        )
+    assert result.ByteSize() <= 16 << 20
+    trailers = dict(call.trailing_metadata())
+    dropped = int(trailers["execstream-stdout-dropped-bytes"])
+    notice = f"\n[execstream: stdout truncated: {dropped} bytes dropped]\n".encode()
+    assert result.stdout.endswith(notice)
+    assert len(result.stdout) - len(notice) + dropped == 17_000_000
+    assert (result.stderr, trailers["execstream-stderr-dropped-bytes"]) == (b"done\n", "0")
+
+
 def test_exec_attach_and_port_forward_return_absolute_one_time_urls(runtime, server):
     api, service, _ = runtime
     urls = [

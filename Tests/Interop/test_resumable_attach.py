@@ -13,7 +13,7 @@ import pytest
 from conftest import start_server, stop_server
 from container_runtime import expected_output
 from cutting_proxy import CuttingProxy
-from native_client import ACKNOWLEDGE, STDOUT, NativeStream, frame
+from native_client import ACKNOWLEDGE, POSITION, STDIN_WINDOW, STDOUT, NativeStream, frame
 
 RESUMABLE = [("execstream-resumable", "1")]
 
@@ -125,7 +125,7 @@ def test_protocol_mistakes_are_refused(sidecar, api, cri_service):
     stream = NativeStream(attach_url(cri_service, "resume-bad", stdin=True), headers=RESUMABLE)
     while stream.result is None or not stream.result.deliveries:
         stream.pump_once()
-    assert stream.result.stdin_windows, "a resumable attach with stdin starts with a stdin window"
+    assert stream.result.stdin_windows, f"a resumable attach with stdin starts with a stdin window: {stream.result.order[:6]}"
     taken, limit = stream.result.stdin_windows[0]
     assert limit > taken
     offset, payload = stream.result.deliveries[0]
@@ -184,3 +184,19 @@ def test_a_status_lost_with_the_connection_comes_from_the_container_status(execs
     assert (attach.returncode, attach.stdout) == (0, b"done\n"), attach.stderr.decode(errors="replace")
     assert proxy.cuts == 1 and attach.stderr.count(b"connection lost") == 1
     api.remove("resume-status")
+
+
+def test_stdin_is_announced_before_any_output_even_when_output_is_waiting(sidecar, api, cri_service):
+    """The first frame of a resumable attach with stdin is about stdin (a window, or a close for a
+    stdin that is gone), also when output is already queued: the client learns where to send from
+    before it has anything to acknowledge."""
+    api.create("resume-first", ["sh", "-c", "seq 1 100000"], stdin=True)
+    api.start("resume-first")
+    assert api.wait("resume-first").exit_code == 0  # its output waits in the channel
+    stream = NativeStream(attach_url(cri_service, "resume-first", stdin=True), headers=RESUMABLE)
+    while stream.result is None or POSITION not in stream.result.order:
+        stream.pump_once()
+    first = stream.result.order[0]
+    assert first in (STDIN_WINDOW, ("close", 0)), stream.result.order[:4]
+    stream.close()
+    api.remove("resume-first")

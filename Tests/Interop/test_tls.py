@@ -169,6 +169,13 @@ def test_the_cli_with_tls_flags(execstream_bin, tls_server, pki):
         [execstream_bin, "exec", *flags[:4], "demo", "--", "echo", "never"], capture_output=True, timeout=60
     )
     assert without.returncode == 1 and without.stdout == b""
+    assert b"TLS: the server requires a client certificate (--tls-cert and --tls-key)" in without.stderr, without.stderr
+    untrusted = subprocess.run(
+        [execstream_bin, "exec", *flags[:2], "--tls-ca", str(pki.other_ca), *flags[4:], "demo", "--", "echo", "never"],
+        capture_output=True, timeout=60,
+    )
+    assert untrusted.returncode == 1
+    assert b"TLS: the server's certificate is not trusted" in untrusted.stderr, untrusted.stderr
 
 
 # --- streaming over TLS: every transport ---
@@ -303,3 +310,23 @@ def test_sighup_reloads_the_certificate_and_open_streams_go_on(execstream_bin, t
         assert "CN = execstream-server-renewed" in served_subject(running.port, pki)
     finally:
         assert stop_server(running) == 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--control-listen", "127.0.0.1:0"], "needs TLS with client certificates"),
+    (["--tls-cert", "/nonexistent.crt"], "TLS needs both --tls-cert and --tls-key"),
+    (["--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"], "cannot load the TLS certificate /nonexistent.crt"),
+    (["--tls-client-ca", "/ca.crt"], "--tls-client-ca needs TLS: --tls-cert and --tls-key"),
+    (["--control-listen", "127.0.0.1:0", "--tls-cert", "{cert}", "--tls-key", "{key}"], "needs a CA for client certificates"),
+    (["--tls-cert", "{key}", "--tls-key", "{key}"], "cannot load the TLS certificate"),
+    (["--socket-group", "no-such-group-execstream"], 'unknown socket group "no-such-group-execstream"'),
+])
+def test_a_trust_setting_that_cannot_work_is_one_clear_line(execstream_bin, tmp_path, pki, flags, message):
+    flags = [flag.format(cert=pki.server_cert, key=pki.server_key) for flag in flags]
+    result = subprocess.run(
+        [execstream_bin, "serve", "--listen", "127.0.0.1:0", "--cri-socket", str(tmp_path / "s.sock"), *flags],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "s.sock").exists()

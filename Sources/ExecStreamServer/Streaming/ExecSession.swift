@@ -47,6 +47,10 @@ protocol SessionClientStream: AnyObject {
     /// A resumable client comes back after its stream breaks: only its close frame (or the end of
     /// its request) ends stdin, never the stream's end.
     var isResumable: Bool { get }
+    /// The client asked for stdin and its end of the stdin channel is attached (nil: the channel
+    /// is gone, stdin is closed for good). Called once, before any output is written, so a
+    /// transport that announces stdin credit announces it first.
+    func stdinAttached(_ producer: ClientInputProducer?)
     /// Ends the client's output streams (FIN, close frames).
     func finishOutputs(_ streams: Set<StandardStream>)
     /// Writes the status and ends the response.
@@ -63,6 +67,8 @@ extension SessionClientStream {
     func abandonUnconfirmedOutput() {}
 
     var isResumable: Bool { false }
+
+    func stdinAttached(_ producer: ClientInputProducer?) {}
 }
 
 /// Callbacks waiting for a socket to become writable again: the `whenWritable` of the session
@@ -210,6 +216,12 @@ final class ExecSession {
     /// Attaches the client as consumer of the output channels and producer of stdin. A channel
     /// that has already ended (an attach after the main process exited) counts as drained.
     private func attachClientEnds() {
+        if let stdinProducer = self.stdinProducer, !stdinProducer.attach() {
+            self.stdinProducer = nil
+        }
+        if self.plan.stdin {
+            self.client.stdinAttached(self.stdinProducer)
+        }
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         for stream in self.machine.configuration.outputs {
             let consumer = ClientOutputConsumer(stream: stream, session: loopBound, registry: self.registry)
@@ -220,9 +232,6 @@ final class ExecSession {
                 // Ended (its end reaches `ended(…)` too; the machine counts a stream once) or unknown.
                 self.perform(self.machine.outputDrained(stream))
             }
-        }
-        if let stdinProducer = self.stdinProducer, !stdinProducer.attach() {
-            self.stdinProducer = nil
         }
     }
 

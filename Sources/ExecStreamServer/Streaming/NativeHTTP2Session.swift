@@ -83,7 +83,6 @@ final class NativeHTTP2SessionClient: SessionClientStream {
             }
         }
         if resumable {
-            client.startStdin(stdin, requested: plan.stdin, registry: registry)
             let boundClient = NIOLoopBound(client, eventLoop: stream.eventLoop)
             Task {
                 await Self.readResumableFrames(from: stream, client: boundClient, session: loopBound)
@@ -209,10 +208,10 @@ final class NativeHTTP2SessionClient: SessionClientStream {
 
     // MARK: Resumable attach (on the event loop)
 
-    /// Starts a resumable attach's stdin: the first window names where the client sends from (or
-    /// a close frame says stdin is closed for good).
-    private func startStdin(_ producer: ClientInputProducer?, requested: Bool, registry: ChannelRegistry) {
-        guard requested else { return }
+    /// Starts a resumable attach's stdin, before any output: the first window names where the
+    /// client sends from (or a close frame says stdin is closed for good).
+    func stdinAttached(_ producer: ClientInputProducer?) {
+        guard self.resumable != nil else { return }
         guard let producer, let taken = producer.channelReceivedByteCount else {
             self.write(.close(.stdin))
             return

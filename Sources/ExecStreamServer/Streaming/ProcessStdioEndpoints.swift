@@ -38,16 +38,15 @@ final class ProcessOutputReader: IOChannelProducer {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ReadHandler(id: id, generation: generation, registry: registry))
+                        // Known before the first read: from here on every flow signal reaches the
+                        // channel, and the one that came before is applied now.
+                        reader.state.withLock { $0.channel = channel }
                         try reader.applyFlow(to: channel)
                     }
                 }
                 .takingOwnershipOfDescriptor(input: fd)
                 .get()
-            let stopped = reader.state.withLock { state -> Bool in
-                state.channel = channel
-                return state.stopped
-            }
-            if stopped {
+            if reader.state.withLock({ $0.stopped }) {
                 channel.close(promise: nil)
             }
         } catch {

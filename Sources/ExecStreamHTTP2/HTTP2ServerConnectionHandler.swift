@@ -76,6 +76,9 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     private var output: [ByteBuffer] = []
     private var controlBytes: ByteBuffer
     private var isFlushing = false
+    /// Streams whose response has ended while their request may still be open (see
+    /// `stopSending`).
+    private var stopSendingCandidates: [Int32] = []
     private var isReading = false
     private var closeAfterFlush = false
     /// DATA payload bytes serialised by the current send loop (see `HTTP2Configuration.maxDataBytesPerSendLoop`).
@@ -186,6 +189,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         let result: Int32
         if endStream {
             stream.responseFinished = true
+            self.stopSendingCandidates.append(streamID)
             result = withNameValuePairs(fields) { nva, count in
                 nghttp2_submit_response(session, streamID, nva, count, nil)
             }
@@ -264,6 +268,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         }
         stream.responseFinished = true
         stream.trailers = trailers
+        self.stopSendingCandidates.append(streamID)
         self.resumeData(stream)
         self.flush()
     }
@@ -301,7 +306,6 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamCloseCallback)
         nghttp2_session_callbacks_set_send_data_callback(callbacks, sendDataCallback)
         nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, onFrameNotSentCallback)
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSentCallback)
 
         var option: OpaquePointer?
         nghttp2_option_new(&option)
@@ -341,16 +345,18 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         defer { self.isFlushing = false }
         self.sentDataBytes = 0
         if context.channel.isWritable || self.closeAfterFlush {
-            while true {
-                var data: UnsafePointer<UInt8>?
-                let count = nghttp2_session_mem_send(session, &data)
-                if count < 0 {
-                    self.closeAfterFlush = true
-                    break
+            repeat {
+                while true {
+                    var data: UnsafePointer<UInt8>?
+                    let count = nghttp2_session_mem_send(session, &data)
+                    if count < 0 {
+                        self.closeAfterFlush = true
+                        break
+                    }
+                    guard count > 0, let data else { break }
+                    self.controlBytes.writeBytes(UnsafeRawBufferPointer(start: data, count: count))
                 }
-                guard count > 0, let data else { break }
-                self.controlBytes.writeBytes(UnsafeRawBufferPointer(start: data, count: count))
-            }
+            } while self.stopSending(session)
             self.moveControlBytesToOutput()
             if !self.output.isEmpty {
                 for buffer in self.output {
@@ -374,6 +380,28 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         {
             context.close(promise: nil)
         }
+    }
+
+    /// A response that ended while its request is still open (a gRPC status sent before the
+    /// request body was read, a refusal, an exec that ended while its client was still sending
+    /// stdin): once its END_STREAM is out, tell the client to stop sending with RST_STREAM
+    /// NO_ERROR, as RFC 9113 §8.1 allows and grpc-go does. A client still uploading may otherwise
+    /// wait for its upload before it reads the answer it has (curl does). Checked after each send
+    /// loop, not per frame: the candidates are only the streams whose response just ended.
+    /// Returns whether a reset was queued (to be sent by another loop).
+    private func stopSending(_ session: OpaquePointer) -> Bool {
+        guard !self.stopSendingCandidates.isEmpty else { return false }
+        var queued = false
+        self.stopSendingCandidates.removeAll { id in
+            guard self.streams[id] != nil else { return true }
+            guard nghttp2_session_get_stream_local_close(session, id) == 1 else { return false }  // not out yet
+            if nghttp2_session_get_stream_remote_close(session, id) == 0 {
+                nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, HTTP2ErrorCode.noError)
+                queued = true
+            }
+            return true
+        }
+        return queued
     }
 
     private func moveControlBytesToOutput() {
@@ -699,25 +727,6 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         return 0
     }
 
-    /// A frame went out. When it ends a response while the request is still open (a gRPC status
-    /// sent before the request body was read, a refusal, an exec that ended while its client was
-    /// still sending stdin), tell the client to stop sending with RST_STREAM NO_ERROR, as RFC 9113
-    /// §8.1 allows: a client still uploading may otherwise wait for its upload before it reads a
-    /// response it already has (curl does).
-    fileprivate func onFrameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
-        let header = frame.pointee.hd
-        let type = UInt32(header.type)
-        guard type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue,
-            header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
-            let session = self.session, self.streams[header.stream_id] != nil,
-            nghttp2_session_get_stream_remote_close(session, header.stream_id) == 0
-        else {
-            return 0
-        }
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), header.stream_id, HTTP2ErrorCode.noError)
-        return 0
-    }
-
     /// nghttp2 could not serialise a frame. For a response head or trailers (a header block over
     /// nghttp2's 64 KiB send limit, say) it drops the frame and leaves the stream open, so the
     /// peer would wait for an answer that never comes: reset the stream at once instead.
@@ -827,11 +836,6 @@ private let onDataChunkCallback: nghttp2_on_data_chunk_recv_callback = { _, _, s
 
 private let onStreamCloseCallback: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
     handler(userData).onStreamClose(streamID: streamID, errorCode: errorCode)
-}
-
-private let onFrameSentCallback: nghttp2_on_frame_send_callback = { _, frame, userData in
-    guard let frame else { return 0 }
-    return handler(userData).onFrameSent(frame)
 }
 
 private let onFrameNotSentCallback: nghttp2_on_frame_not_send_callback = { _, frame, errorCode, userData in

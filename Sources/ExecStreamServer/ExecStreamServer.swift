@@ -1,4 +1,4 @@
-public import ExecStreamCore
+import ExecStreamCore
 import ExecStreamHTTP1
 import Foundation
 import ExecStreamHTTP2

@@ -52,6 +52,8 @@ struct StreamRouter: Sendable {
             Self.streamBytes(stream, count: size)
         case ("GET", "/debug/registry") where self.enableBenchmarkRoutes:
             Self.respond(stream, status: 200, body: self.registryReport)
+        case ("GET", "/debug/settled") where self.enableBenchmarkRoutes:
+            self.respondWhenSettled(stream)
         default:
             Self.respond(stream, status: 404, body: Self.notFoundBody)
         }
@@ -86,6 +88,25 @@ struct StreamRouter: Sendable {
             }
         }
         return nil
+    }
+
+    /// `/debug/settled[?channels=N]`: answers once no session and no protocol adapter is alive
+    /// and at most N IOChannels are (channels of vanished clients are collected after their
+    /// linger), or after 15 s with what is left. A leak check waits for this event.
+    private func respondWhenSettled(_ stream: HTTP2ServerStream) {
+        let channelBound = Self.queryValue("channels", in: stream.head.path ?? "").flatMap { Int($0) } ?? Int.max
+        let streaming = self.streaming
+        let deadline = NIODeadline.now() + .seconds(15)
+        stream.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { task in
+            let channels = streaming.liveChannelCount
+            let settled = LiveObjects.shared.isSettled && channels <= channelBound
+            guard settled || NIODeadline.now() >= deadline else { return }
+            task.cancel()
+            let counts = LiveObjects.shared.current
+            let body = "{\"settled\":\(settled),\"sessions\":\(counts[.sessions] ?? 0),\"adapters\":\(counts[.adapters] ?? 0),"
+                + "\"channels\":\(channels)}\n"
+            Self.respond(stream, status: 200, body: body)
+        }
     }
 
     /// `/debug/registry`: live IOChannels, for leak checks (back at the baseline once sessions end).

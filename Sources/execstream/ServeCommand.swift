@@ -103,7 +103,10 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var keepProcessOnDisconnect = false
 
-    @Flag(name: .customLong("enable-benchmark-routes"), help: "Serve GET /debug/bytes?size=N for benchmarks. Never in production.")
+    @Flag(
+        name: .customLong("enable-benchmark-routes"),
+        help: "Serve GET /debug/bytes?size=N, /debug/registry and /debug/settled for benchmarks and leak tests. Never in production."
+    )
     var enableBenchmarkRoutes = false
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")

@@ -125,6 +125,8 @@ struct ExecSessionPlan: Sendable {
 /// container's main process and leaves them to the next attach when it goes. Bytes move through
 /// the registry both ways. Lives on its client's event loop: every method is called there.
 final class ExecSession {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.sessions)
     private let plan: ExecSessionPlan
     private let registry: ChannelRegistry
     private let client: any SessionClientStream

@@ -22,6 +22,8 @@ import NIOCore
 ///   behind stdin the process is not reading;
 /// - every request frame is handled on the event loop, in order.
 final class NativeHTTP2SessionClient: SessionClientStream {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     static let contentType = "application/vnd.execstream.v1"
     /// The request header asking for a resumable attach, and the response header granting it.
     static let resumableHeader = "execstream-resumable"

@@ -21,6 +21,8 @@ struct PreparedPortForward: Sendable {
 /// writable, and the WebSocket stops being read while the TCP connection of the port it is
 /// writing to is not.
 final class PortForwardWebSocketHandler: ChannelInboundHandler {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
@@ -45,6 +47,12 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
         self.base64 = channelProtocol.isBase64
         self.logger = logger
         self.ports = prepared.ports.map { Port(number: $0) }
+    }
+
+    /// The context refers to this handler and this handler to the context: let go of it when
+    /// the pipeline does, or the connection (and all it holds) is never freed.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -271,6 +271,8 @@ final class SPDYPortForwardConnection {
 
 /// The upgraded TCP connection of a SPDY port-forward.
 final class SPDYPortForwardHandler: ChannelInboundHandler {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -283,6 +285,12 @@ final class SPDYPortForwardHandler: ChannelInboundHandler {
         self.prepared = prepared
         self.logger = logger
         self.creationTimeout = creationTimeout
+    }
+
+    /// The connection's closures hold the context, which holds this handler: let go of the
+    /// connection when the pipeline lets go of the handler.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.connection = nil
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -324,6 +332,8 @@ final class SPDYPortForwardHandler: ChannelInboundHandler {
 /// accepted as `v2.portforward.k8s.io`): binary message payloads are one raw byte stream each
 /// way; message boundaries mean nothing. The end is close code 1000.
 final class SPDYOverWebSocketHandler: ChannelInboundHandler {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
@@ -340,6 +350,12 @@ final class SPDYOverWebSocketHandler: ChannelInboundHandler {
         self.prepared = prepared
         self.logger = logger
         self.creationTimeout = creationTimeout
+    }
+
+    /// The connection's closures hold the context, which holds this handler: let go of the
+    /// connection when the pipeline lets go of the handler.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.connection = nil
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

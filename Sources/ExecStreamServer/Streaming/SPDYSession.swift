@@ -13,6 +13,8 @@ import NIOCore
 /// SPDY has no flow control (spdystream has none): a slow client shows as the socket not being
 /// writable, which holds back the delivery and so the process.
 final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -76,6 +78,12 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
             handler.logger.debug("SPDY streams not all created in time", metadata: ["have": "\(handler.streams.keys.map(\.rawValue))"])
             handler.goAwayAndClose(status: 0)
         }
+    }
+
+    /// The context refers to this handler and this handler to the context: let go of it when
+    /// the pipeline does, or the connection (and all it holds) is never freed.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -280,7 +288,11 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         self.goAwayAndClose(status: 0)
     }
 
+    /// The session's last call: it holds this handler as its client, and this handler held the
+    /// session, so letting go of it here is what frees both (with the connection's zlib streams).
     func close() {
+        self.session = nil
+        self.stdin = nil
         guard !self.ended else { return }
         self.goAwayAndClose(status: 0)
     }

@@ -7,6 +7,8 @@ import NIOCore
 /// CONNECT with `:protocol websocket`, answered 200). The frames are RFC 6455's, carried in the
 /// stream's DATA; flow control is HTTP/2's own, as in the native format.
 final class WebSocketHTTP2SessionClient: SessionClientStream {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     private let stream: HTTP2ServerStream
     private let protocolSession: KubernetesChannelProtocolSession
     private var ended = false

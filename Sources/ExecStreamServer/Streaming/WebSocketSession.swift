@@ -11,6 +11,8 @@ import NIOWebSocket
 /// the socket (autoRead) while its channel is full. The ending is status on channel 3, then a
 /// close frame with code 1000.
 final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream {
+    /// Counted while alive (see `LiveObjects`).
+    private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
@@ -36,6 +38,12 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     }
 
     var eventLoop: any EventLoop { self.context!.eventLoop }
+
+    /// The context refers to this handler and this handler to the context: let go of it when
+    /// the pipeline does, or the connection (and all it holds) is never freed.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -169,7 +177,11 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
+    /// The session's last call: it holds this handler as its client and this handler held the
+    /// session, so letting go of it here frees both.
     func close() {
+        self.session = nil
+        self.stdin = nil
         guard let context = self.context, !self.ended else { return }
         self.ended = true
         context.close(promise: nil)

@@ -141,6 +141,8 @@ final class ExecSession {
     private var readers: [ProcessOutputReader] = []
     private var writer: ProcessInputWriter?
     private var consumers: [StandardStream: ClientOutputConsumer] = [:]
+    /// Decodes the resize channel (see `resizeReceived`).
+    private var resizes = TerminalSizeDecoder()
     private var stdinProducer: ClientInputProducer?
     private var drainTimer: Scheduled<Void>?
     /// False once the outputs are finished or abandoned: a late delivery must not follow them.
@@ -242,6 +244,21 @@ final class ExecSession {
     /// The client sent a terminal size.
     func terminalResized(_ size: TerminalSize) {
         self.perform(self.machine.terminalResized(size))
+    }
+
+    /// Bytes of the client's resize channel (JSON objects, split anywhere), whatever carried them.
+    /// A malformed message is dropped and logged at debug: the session goes on, and later valid
+    /// sizes still apply (the kubelet's library only stops reading resizes; nobody ends an exec
+    /// over one).
+    func resizeReceived(_ bytes: ByteBuffer) {
+        do {
+            for size in try self.resizes.feed(bytes.readableBytesView) {
+                self.terminalResized(size)
+            }
+        } catch {
+            self.logger.debug("resize message dropped", metadata: ["error": "\(error.message)"])
+            self.resizes = TerminalSizeDecoder()
+        }
     }
 
     /// The client's stream is gone (reset, connection lost, protocol error).

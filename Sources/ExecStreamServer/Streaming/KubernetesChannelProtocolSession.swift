@@ -5,7 +5,6 @@ import NIOCore
 /// on what carries the WebSocket: HTTP/1.1 (NIOWebSocket) or an HTTP/2 stream (RFC 8441).
 struct KubernetesChannelProtocolSession {
     let channelProtocol: KubernetesChannelProtocol
-    private var resizes = TerminalSizeDecoder()
 
     init(channelProtocol: KubernetesChannelProtocol) {
         self.channelProtocol = channelProtocol
@@ -26,9 +25,7 @@ struct KubernetesChannelProtocolSession {
             stdin.produce(payload)
             return stdin.isPaused
         case .data(.resize, let payload):
-            for size in try self.resizes.feed(payload.readableBytesView) {
-                session.terminalResized(size)
-            }
+            session.resizeReceived(payload)
             return false
         case .close(.stdin):
             stdin?.close()

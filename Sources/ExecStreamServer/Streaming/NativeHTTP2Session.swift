@@ -120,7 +120,6 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         session: NIOLoopBound<ExecSession>
     ) async {
         var decoder = NativeFrameDecoder()
-        var resizes = TerminalSizeDecoder()
         var buffered = ByteBuffer()
         let eventLoop = client.eventLoop
         do {
@@ -130,8 +129,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
                 while let frame = try decoder.decode(buffer: &buffered) {
                     switch frame {
                     case .data(.resize, let payload):
-                        let sizes = try resizes.feed(payload.readableBytesView)
-                        eventLoop.execute { sizes.forEach { session.value.terminalResized($0) } }
+                        eventLoop.execute { session.value.resizeReceived(payload) }
                     case .data(.stdin, _), .close(.stdin), .acknowledge:
                         frames.append(frame)
                     case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize),
@@ -160,7 +158,6 @@ final class NativeHTTP2SessionClient: SessionClientStream {
     /// session. A malformed frame resets the stream, which ends the session as a vanished client.
     private static func readFrames(from stream: HTTP2ServerStream, into session: NIOLoopBound<ExecSession>, stdin: ClientInputProducer?) async {
         var decoder = NativeFrameDecoder()
-        var resizes = TerminalSizeDecoder()
         var buffered = ByteBuffer()
         do {
             for try await chunk in stream.requestBody {
@@ -170,9 +167,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
                     case .data(.stdin, let payload):
                         stdin?.produce(payload)
                     case .data(.resize, let payload):
-                        for size in try resizes.feed(payload.readableBytesView) {
-                            session.eventLoop.execute { session.value.terminalResized(size) }
-                        }
+                        session.eventLoop.execute { session.value.resizeReceived(payload) }
                     case .close(.stdin):
                         stdin?.close()
                     case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize),

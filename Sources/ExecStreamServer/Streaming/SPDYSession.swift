@@ -40,7 +40,6 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     /// Stdin that arrived before every stream was there.
     private var earlyStdin: [ByteBuffer] = []
     private var earlyStdinEnded = false
-    private var resizes = TerminalSizeDecoder()
     private var creationTimer: Scheduled<Void>?
     private var writability = WritabilityWaiters()
     private var ended = false
@@ -152,9 +151,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
                     self.stdinEnded()
                 }
             case .resize?:
-                for size in try self.resizes.feed(payload.readableBytesView) {
-                    self.session?.terminalResized(size)
-                }
+                self.session?.resizeReceived(payload)
             case .error?, .stdout?, .stderr?, nil:
                 break
             }

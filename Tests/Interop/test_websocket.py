@@ -3,6 +3,7 @@ stream client and by `websocket-client` for byte-level checks of every subprotoc
 import base64
 import json
 import socket
+import subprocess
 
 import grpc
 import pytest
@@ -224,3 +225,54 @@ def test_an_idle_connection_is_closed_after_the_stream_idle_timeout(execstream_b
         ws.close()
     finally:
         assert stop_server(running) == 0
+
+
+# --- RFC 6455: what must fail the connection with 1002 ---
+
+
+def masked(first: int, payload: bytes, length_byte: int | None = None) -> bytes:
+    """A client frame with the given first byte (FIN, RSV, opcode), masked."""
+    mask = b"\x11\x22\x33\x44"
+    length = bytes([0x80 | (len(payload) if length_byte is None else length_byte)])
+    if length_byte == 126:
+        length += len(payload).to_bytes(2, "big")
+    return bytes([first]) + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+HOSTILE = {
+    "unmasked": bytes([0x82, 0x02, 0x00, 0x61]),
+    "rsv1": masked(0xC2, b"\x00a"),
+    "rsv3": masked(0x92, b"\x00a"),
+    "opcode 3": masked(0x83, b"x"),
+    "opcode 7": masked(0x87, b"x"),
+    "opcode 0xB": masked(0x8B, b"x"),
+    "opcode 0xF": masked(0x8F, b"x"),
+    "ping over 125 bytes": masked(0x89, b"p" * 126, length_byte=126),
+    "fragmented ping": masked(0x09, b"p"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_frame_rfc_6455_forbids_fails_the_connection_with_1002(runtime, server, name):
+    marker = f"{1000 + len(name)}.{abs(hash(name)) % 10**6:06d}"
+    url = exec_url(runtime, ["sleep", marker], stdin=True)
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+    lines = [f"GET /{url.split('/', 3)[3]} HTTP/1.1", f"Host: {host_port}", "Sec-WebSocket-Protocol: v5.channel.k8s.io"]
+    sock.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in UPGRADE.items()] + ["", ""])).encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 101")
+    sock.sendall(HOSTILE[name])
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    # The last frame before the server closed the connection: close with 1002.
+    assert received.endswith(b"\x88\x02\x03\xea"), received[-16:]
+    # The session ended as for a vanished client: its process is gone.
+    from test_leaks import settled
+
+    settled(server)
+    assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).stdout == b""

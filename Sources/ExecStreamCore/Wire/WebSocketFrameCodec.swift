@@ -13,6 +13,31 @@ public enum WebSocketFrameOpcode: UInt8, Hashable, Sendable {
     public var isControl: Bool { self.rawValue & 0x8 != 0 }
 }
 
+/// What RFC 6455 §5.2 requires of every client frame's header, for both carriers (the decoder
+/// below, and a validator after NIOWebSocket's decoder on HTTP/1.1): no reserved bit set (no
+/// extension is negotiated), a known opcode, masked, and a control frame whole and at most 125
+/// bytes. A violation fails the connection with close code 1002.
+public enum WebSocketClientFrameRules {
+    /// Checks a client frame's header; returns its opcode.
+    public static func check(fin: Bool, reservedBits: UInt8, opcode rawOpcode: UInt8, masked: Bool, payloadByteCount: Int) throws(ExecStreamError)
+        -> WebSocketFrameOpcode
+    {
+        guard reservedBits == 0 else {
+            throw ExecStreamError(code: .malformedInput, message: "a WebSocket frame with reserved bits set (no extension was negotiated)")
+        }
+        guard let opcode = WebSocketFrameOpcode(rawValue: rawOpcode) else {
+            throw ExecStreamError(code: .malformedInput, message: "unknown WebSocket opcode \(rawOpcode)")
+        }
+        guard masked else {
+            throw ExecStreamError(code: .malformedInput, message: "a client WebSocket frame must be masked")
+        }
+        if opcode.isControl && (!fin || payloadByteCount > 125) {
+            throw ExecStreamError(code: .malformedInput, message: "a WebSocket control frame must be whole and at most 125 bytes")
+        }
+        return opcode
+    }
+}
+
 /// One WebSocket frame as received, its payload already unmasked.
 public struct WebSocketFrameMessage: Hashable, Sendable {
     /// The last frame of its message.
@@ -48,16 +73,11 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable
         guard let first = buffer.getInteger(at: start, as: UInt8.self), let second = buffer.getInteger(at: start + 1, as: UInt8.self) else {
             return nil
         }
-        guard first & 0x70 == 0 else {
-            throw ExecStreamError(code: .malformedInput, message: "a WebSocket frame with reserved bits set (no extension was negotiated)")
-        }
-        guard let opcode = WebSocketFrameOpcode(rawValue: first & 0x0F) else {
-            throw ExecStreamError(code: .malformedInput, message: "unknown WebSocket opcode \(first & 0x0F)")
-        }
         let fin = first & 0x80 != 0
-        guard second & 0x80 != 0 else {
-            throw ExecStreamError(code: .malformedInput, message: "a client WebSocket frame must be masked")
-        }
+        // The header's own rules first (the length may not have arrived yet: checked below).
+        _ = try WebSocketClientFrameRules.check(
+            fin: true, reservedBits: first & 0x70, opcode: first & 0x0F, masked: second & 0x80 != 0, payloadByteCount: 0
+        )
         var offset = 2
         var length = Int(second & 0x7F)
         switch length {
@@ -75,9 +95,9 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable
         default:
             break
         }
-        if opcode.isControl && (!fin || length > 125) {
-            throw ExecStreamError(code: .malformedInput, message: "a WebSocket control frame must be whole and at most 125 bytes")
-        }
+        let opcode = try WebSocketClientFrameRules.check(
+            fin: fin, reservedBits: first & 0x70, opcode: first & 0x0F, masked: true, payloadByteCount: length
+        )
         guard length <= self.maxPayloadByteCount else {
             throw ExecStreamError(code: .messageTooLarge, message: "a WebSocket frame of \(length) bytes exceeds the limit of \(self.maxPayloadByteCount)")
         }

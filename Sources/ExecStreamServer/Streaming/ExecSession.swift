@@ -437,18 +437,19 @@ final class ExecSession {
                     readers.append(reader)
                 }
             }
-            let writer: ProcessInputWriter?
-            if let input {
-                writer = await ProcessInputWriter.start(fd: input, id: ids.stdin, isTerminal: isTerminal, registry: registry, on: eventLoop)
-            } else {
-                writer = nil
-            }
             let started = readers
-            eventLoop.execute {
+            // Running: a resize sent during the start reaches the terminal now, before the first
+            // stdin byte can reach the process (`read; stty size` must see the size sent first).
+            try? await eventLoop.submit {
                 let session = loopBound.value
                 session.readers = started
-                session.writer = writer
                 session.perform(session.machine.processStarted())
+            }.get()
+            if let input {
+                // Stdin sent early waits in its channel until here. If the session has ended
+                // meanwhile, the channel's removal ends this writer through the registry.
+                let writer = await ProcessInputWriter.start(fd: input, id: ids.stdin, isTerminal: isTerminal, registry: registry, on: eventLoop)
+                eventLoop.execute { loopBound.value.writer = writer }
             }
             let status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
             eventLoop.execute {

@@ -40,13 +40,14 @@ enum HTTP1Upgrades {
             switch self {
             case .webSocketSession(let prepared, let channelProtocol):
                 served = [
+                    WebSocketFrameValidator(),
                     aggregator,
                     WebSocketSessionHandler(channelProtocol: channelProtocol, prepared: prepared, registry: streaming.registry, logger: streaming.logger),
                 ]
             case .webSocketPortForward(let prepared, let channelProtocol):
-                served = [aggregator, PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
+                served = [WebSocketFrameValidator(), aggregator, PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
             case .spdyOverWebSocket(let prepared):
-                served = [SPDYOverWebSocketHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
+                served = [WebSocketFrameValidator(), SPDYOverWebSocketHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
             case .spdySession(let prepared, let chosen):
                 served = [
                     SPDYSessionHandler(

@@ -26,6 +26,7 @@ def pkg_config() -> str:
     return tool
 
 
+import contextlib
 import dataclasses
 import re
 import http.server
@@ -236,3 +237,20 @@ def pki(tmp_path_factory):
     from pki import make_pki
 
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@contextlib.contextmanager
+def runtime_on(server, cri):
+    """CRI RuntimeService on `server`'s control plane (its unix socket): (messages, stub)."""
+    import grpc
+
+    api, stubs = cri
+    with grpc.insecure_channel(server.control) as channel:
+        yield api, stubs.RuntimeServiceStub(channel)
+
+
+@pytest.fixture
+def runtime(server, cri):
+    """CRI RuntimeService on the module's `server`: (messages, stub)."""
+    with runtime_on(server, cri) as runtime:
+        yield runtime

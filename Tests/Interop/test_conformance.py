@@ -12,7 +12,7 @@ import pytest
 import websocket
 
 import native_client
-from conftest import start_server, stop_server
+from conftest import runtime_on, start_server, stop_server
 from spdy_client import SPDYClient
 
 TRANSPORTS = ["spdy", "websocket-v5", "native-h2"]
@@ -34,9 +34,8 @@ def conformance_server(execstream_bin, tmp_path_factory):
 
 @pytest.fixture
 def runtime(conformance_server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(conformance_server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
+    with runtime_on(conformance_server, cri) as runtime:
+        yield runtime
 
 
 class Session:

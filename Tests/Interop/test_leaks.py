@@ -12,7 +12,7 @@ import grpc
 import pytest
 import websocket
 
-from conftest import start_server, stop_server
+from conftest import runtime_on, start_server, stop_server
 from native_client import NativeStream
 from spdy_client import SPDYClient
 from websocket_h2 import WebSocketOverH2
@@ -29,9 +29,8 @@ def leak_server(execstream_bin, tmp_path_factory):
 
 @pytest.fixture
 def runtime(leak_server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(leak_server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
+    with runtime_on(leak_server, cri) as runtime:
+        yield runtime
 
 
 def exec_url(runtime, cmd) -> str:

@@ -7,18 +7,12 @@ import select
 import signal
 import subprocess
 
-import grpc
 import pytest
 
 import native_client
 from native_client import NativeStream, frame, run
 
 
-@pytest.fixture
-def runtime(server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
 
 
 def test_echo_gives_exact_bytes_and_exit_code_zero(runtime):

@@ -9,11 +9,6 @@ from kubernetes.client import Configuration
 from kubernetes.stream.ws_client import PortForward, create_websocket
 
 
-@pytest.fixture
-def runtime(server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
 
 
 def portforward_url(runtime, ports) -> str:

@@ -3,7 +3,6 @@ sizes still reach the terminal (the kubelet's library only stops reading resizes
 exec over one). One session decides this for all transports."""
 import json
 
-import grpc
 import pytest
 import websocket
 
@@ -15,11 +14,6 @@ SCRIPT = "read a; stty size; read b; stty size"
 MALFORMED = [b"not json", b"[]", b'{"Width":-1}', b'{"Width":80,"Height":99999}']
 
 
-@pytest.fixture
-def runtime(server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
 
 
 def tty_url(runtime) -> str:

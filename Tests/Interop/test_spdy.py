@@ -10,11 +10,6 @@ from spdy_client import SPDYClient
 ALL = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]
 
 
-@pytest.fixture
-def runtime(server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
 
 
 def exec_url(runtime, cmd, *, stdin=False, stderr=True, tty=False) -> str:

@@ -14,11 +14,6 @@ from kubernetes.stream.ws_client import WSClient
 SUBPROTOCOLS = [None, "channel.k8s.io", "base64.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io", "v5.channel.k8s.io"]
 
 
-@pytest.fixture
-def runtime(server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
 
 
 def exec_url(runtime, cmd, *, stdin=False, stdout=True, stderr=True, tty=False) -> str:

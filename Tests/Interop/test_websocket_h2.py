@@ -3,17 +3,11 @@ HTTP/2 peer and hand-made RFC 6455 frames."""
 import base64
 import json
 
-import grpc
 import pytest
 
 from websocket_h2 import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, WebSocketOverH2
 
 
-@pytest.fixture
-def runtime(server, cri):
-    api, stubs = cri
-    with grpc.insecure_channel(server.control) as channel:
-        yield api, stubs.RuntimeServiceStub(channel)
 
 
 def exec_url(runtime, cmd, *, stdin=False, tty=False) -> str:

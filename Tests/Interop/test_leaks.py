@@ -51,8 +51,15 @@ def settled(server, channels: int | None = None) -> dict:
 
 
 def fd_kinds(server) -> collections.Counter:
+    """Open fds by kind (pipe, pidfd, …), sockets left out: a connection a client has just
+    closed may still be closing. An fd closed while the directory is read is skipped."""
     directory = f"/proc/{server.process.pid}/fd"
-    links = [os.readlink(f"{directory}/{fd}") for fd in os.listdir(directory)]
+    links = []
+    for fd in os.listdir(directory):
+        try:
+            links.append(os.readlink(f"{directory}/{fd}"))
+        except FileNotFoundError:
+            continue
     return collections.Counter(link.split("[")[0] if "[" in link else link for link in links if not link.startswith("socket:"))
 
 

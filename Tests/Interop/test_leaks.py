@@ -8,29 +8,14 @@ import os
 import subprocess
 import uuid
 
-import grpc
 import pytest
 import websocket
 
-from conftest import runtime_on, start_server, stop_server
 from native_client import NativeStream
 from spdy_client import SPDYClient
 from websocket_h2 import WebSocketOverH2
 
 TRANSPORTS = ["native", "websocket", "websocket-h2", "spdy"]
-
-
-@pytest.fixture(scope="module")
-def leak_server(execstream_bin, tmp_path_factory):
-    running = start_server(execstream_bin, str(tmp_path_factory.mktemp("leaks") / "s.sock"), "--enable-benchmark-routes")
-    yield running
-    assert stop_server(running) == 0
-
-
-@pytest.fixture
-def runtime(leak_server, cri):
-    with runtime_on(leak_server, cri) as runtime:
-        yield runtime
 
 
 def exec_url(runtime, cmd) -> str:
@@ -117,26 +102,26 @@ def processes_with(marker: str) -> list:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sessions_leave_nothing_behind(leak_server, runtime, transport):
+def test_sessions_leave_nothing_behind(server, runtime, transport):
     for _ in range(20):  # warm-up: pools and caches the server keeps for its life
         assert complete(transport, exec_url(runtime, ["echo", "ok"])) == b"ok\n"
-    baseline = settled(leak_server)
-    baseline_fds = fd_kinds(leak_server)
-    rss = leak_server.rss_kib()
+    baseline = settled(server)
+    baseline_fds = fd_kinds(server)
+    rss = server.rss_kib()
 
     for _ in range(1000):
         assert complete(transport, exec_url(runtime, ["echo", "ok"])) == b"ok\n"
-    after_completed = settled(leak_server, baseline["channels"])
-    growth = leak_server.rss_kib() - rss
+    after_completed = settled(server, baseline["channels"])
+    growth = server.rss_kib() - rss
 
     marker = f"leak-probe-{uuid.uuid4().hex}"
     for _ in range(50):
         vanish(transport, exec_url(runtime, ["yes", marker]))
-    after_vanished = settled(leak_server, baseline["channels"])
+    after_vanished = settled(server, baseline["channels"])
 
     assert processes_with(marker) == [], "a vanished client's process keeps running"
     assert after_completed["channels"] == after_vanished["channels"] == baseline["channels"]
-    assert not fd_kinds(leak_server) - baseline_fds, "more pipes, pidfds or files than before"
+    assert not fd_kinds(server) - baseline_fds, "more pipes, pidfds or files than before"
     # 1,000 sessions: a reference cycle that kept each SPDY connection (about 105 KiB) would be
     # 100 MiB here; what remains is the allocator's own slack.
     assert growth < 2048, f"RSS grew by {growth} KiB over 1,000 {transport} sessions"
@@ -144,7 +129,7 @@ def test_sessions_leave_nothing_behind(leak_server, runtime, transport):
 
 
 @pytest.mark.parametrize("mode", ["spdy", "spdy-over-websocket"])
-def test_port_forward_sessions_leave_nothing_behind(leak_server, runtime, http_server, mode):
+def test_port_forward_sessions_leave_nothing_behind(server, runtime, http_server, mode):
     api, service = runtime
 
     def forward():
@@ -154,9 +139,9 @@ def test_port_forward_sessions_leave_nothing_behind(leak_server, runtime, http_s
         client.close()
 
     forward()
-    baseline = settled(leak_server)
-    baseline_fds = fd_kinds(leak_server)
+    baseline = settled(server)
+    baseline_fds = fd_kinds(server)
     for _ in range(300):
         forward()
-    assert settled(leak_server, baseline["channels"])["channels"] == baseline["channels"]
-    assert not fd_kinds(leak_server) - baseline_fds, "more pipes, pidfds or files than before"
+    assert settled(server, baseline["channels"])["channels"] == baseline["channels"]
+    assert not fd_kinds(server) - baseline_fds, "more pipes, pidfds or files than before"

@@ -6,6 +6,7 @@
 #                Swift test and every interop test; .ci/run runs exactly this
 #   make soak    the registry's model-based test with 1,000,000 sequences (release build)
 #   make bench   benchmarks (release build)
+#   make fuzz    every decoder of peer bytes under libFuzzer, FUZZ_SECONDS each (Fuzz/README.md)
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -18,7 +19,7 @@ BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 APT_PACKAGES := libnghttp2-dev pkg-config zlib1g-dev nghttp2-client curl
 BENCH_APT_PACKAGES := nghttp2-server
 
-.PHONY: run test soak bench build deps apt-install venv swift-test interop-test clean
+.PHONY: run test soak bench fuzz build deps apt-install venv swift-test interop-test clean
 
 ## Install missing apt packages (only those missing: no apt run when all are present).
 deps:
@@ -76,6 +77,16 @@ bench: deps
 	$(SWIFT) build -c release --product StreamThroughput
 	python3 Benchmarks/http2_throughput.py
 	python3 Benchmarks/exec_bench.py
+
+# libFuzzer is in the toolchain. The driver is a package of its own (Fuzz/Driver): it has no main
+# of its own, and gold cannot link it, so lld does.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_BUILD := .build-fuzz
+fuzz: deps
+	cd Fuzz/Driver && $(SWIFT) build -c release --scratch-path ../../$(FUZZ_BUILD) \
+		-Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
+	Fuzz/run.sh $(FUZZ_BUILD)/release/execstream-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf .build $(VENV)

@@ -16,6 +16,8 @@ let package = Package(
     products: [
         .executable(name: "execstream", targets: ["execstream"]),
         .library(name: "ExecStreamCore", targets: ["ExecStreamCore"]),
+        // For Fuzz/Driver, the libFuzzer executable (a package of its own: see `make fuzz`).
+        .library(name: "ExecStreamFuzzTargets", targets: ["ExecStreamFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -154,6 +156,20 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // Every decoder of peer bytes as a fuzz target. Fuzz/Driver runs them under libFuzzer;
+        // ExecStreamFuzzTargetsTests replays the seed corpus and past crashes in every test run.
+        .target(
+            name: "ExecStreamFuzzTargets",
+            dependencies: [
+                "ExecStreamCore",
+                "ExecStreamHTTP1",
+                "ExecStreamServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Fuzz/Targets",
+            swiftSettings: strictSettings
+        ),
+
         // `make bench`: figures printed from one run, never asserted.
         .executableTarget(
             name: "ExecStreamBenchmarks",
@@ -233,6 +249,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ExecStreamFuzzTargetsTests",
+            dependencies: ["ExecStreamFuzzTargets"],
             swiftSettings: strictSettings
         ),
         .testTarget(

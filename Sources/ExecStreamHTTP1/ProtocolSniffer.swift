@@ -1,3 +1,4 @@
+import ExecStreamCore
 public import NIOCore
 
 /// Looks at the first bytes of a connection and installs the right protocol stack: prior-knowledge
@@ -10,7 +11,7 @@ public final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandl
     public typealias InboundOut = ByteBuffer
 
     /// The HTTP/2 client connection preface (RFC 9113 §3.4).
-    public static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    public static let http2Preface = ConnectionPreface.http2
 
     /// Which protocol the connection speaks.
     public enum Detected: Sendable {
@@ -57,19 +58,17 @@ public final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandl
         } else {
             self.buffered!.writeBuffer(&incoming)
         }
-        let bytes = self.buffered!.readableBytesView
-        let compared = min(bytes.count, Self.http2Preface.count)
         let detected: Detected
-        if !bytes.prefix(compared).elementsEqual(Self.http2Preface.prefix(compared)) {
-            if bytes.starts(with: Self.http2Preface.prefix(4)) {
-                self.rejectMalformedPreface(context: context)
-                return
-            }
-            detected = .http1
-        } else if compared == Self.http2Preface.count {
-            detected = .http2
-        } else {
+        switch ConnectionPreface.classify(self.buffered!.readableBytesView) {
+        case .undecided:
             return  // a prefix of the preface so far: wait for more
+        case .http2:
+            detected = .http2
+        case .http1:
+            detected = .http1
+        case .malformedHTTP2Preface:
+            self.rejectMalformedPreface(context: context)
+            return
         }
         self.decided = true
         self.timer?.cancel()

@@ -49,6 +49,7 @@ public final class ExecStreamServer: Service, Sendable {
     }
 
     public func run() async throws {
+        try self.configuration.validate()
         let group = MultiThreadedEventLoopGroup.singleton
         let transport = GRPCHTTP2ServerTransport(configuration: self.configuration.grpc)
         let health = HealthService(services: [

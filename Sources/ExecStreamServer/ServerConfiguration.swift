@@ -72,6 +72,34 @@ public struct ServerConfiguration: Sendable {
     public static let defaultUnixSocketPath = "/run/execstream/execstream.sock"
     /// The embedded default TCP address.
     public static let defaultTCPAddress = ListenAddress.tcp(host: "127.0.0.1", port: 10350)
+
+    /// The longest duration a setting may name: ten years (a "never" that still fits in
+    /// nanoseconds, and far from anything that overflows).
+    public static let longestDuration: Double = 10 * 365 * 24 * 3600
+
+    /// A duration setting given in seconds (`name` is the flag or key, for the error): finite,
+    /// 0 or more, and at most `longestDuration`.
+    public static func duration(seconds: Double, named name: String) throws(ServerError) -> TimeAmount {
+        guard seconds.isFinite, seconds >= 0, seconds <= Self.longestDuration else {
+            throw ServerError(code: .invalidConfiguration, message: "\(name) must be 0 or more seconds, and at most \(Int(Self.longestDuration))")
+        }
+        return .nanoseconds(Int64(seconds * 1_000_000_000))
+    }
+
+    /// Checks the limits that flags and the config file set alike, before anything starts: each
+    /// must be one the HTTP/2 and gRPC layers can carry (HTTP/2 settings are 32-bit).
+    public func validate() throws(ServerError) {
+        func require(_ value: Int, in range: ClosedRange<Int>, _ name: String) throws(ServerError) {
+            guard range.contains(value) else {
+                throw ServerError(code: .invalidConfiguration, message: "\(name) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+            }
+        }
+        try require(self.http2.maxConcurrentStreams, in: 1...Int(UInt32.max), "the HTTP/2 maximum of concurrent streams")
+        try require(self.http2.maxHeaderListSize, in: 1024...Int(UInt32.max), "the HTTP/2 maximum header list size")
+        try require(self.grpc.maxMessageBytes, in: 1024...Int(Int32.max), "the gRPC maximum message size")
+        try require(self.sessions.maxConcurrentSessions, in: 1...Int(Int32.max), "the maximum of concurrent sessions")
+        try require(self.execSyncOutputLimit, in: 1...Int(Int32.max), "the ExecSync output limit")
+    }
 }
 
 /// How exec and attach sessions end.

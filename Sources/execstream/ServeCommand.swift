@@ -206,10 +206,10 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
 
-        if let seconds = self.keepaliveInterval { configuration.http2.keepaliveInterval = try Self.timeAmount(seconds, "--keepalive-interval") }
-        if let seconds = self.keepaliveTimeout { configuration.http2.keepaliveTimeout = try Self.timeAmount(seconds, "--keepalive-timeout") }
-        if let seconds = self.idleTimeout { configuration.http2.idleTimeout = try Self.timeAmount(seconds, "--idle-timeout") }
-        if let seconds = self.shutdownGrace { configuration.http2.gracefulShutdownTimeout = try Self.timeAmount(seconds, "--shutdown-grace") }
+        if let seconds = self.keepaliveInterval { configuration.http2.keepaliveInterval = try ServerConfiguration.duration(seconds: seconds, named: "--keepalive-interval") }
+        if let seconds = self.keepaliveTimeout { configuration.http2.keepaliveTimeout = try ServerConfiguration.duration(seconds: seconds, named: "--keepalive-timeout") }
+        if let seconds = self.idleTimeout { configuration.http2.idleTimeout = try ServerConfiguration.duration(seconds: seconds, named: "--idle-timeout") }
+        if let seconds = self.shutdownGrace { configuration.http2.gracefulShutdownTimeout = try ServerConfiguration.duration(seconds: seconds, named: "--shutdown-grace") }
         if let streams = self.maxConcurrentStreams { configuration.http2.maxConcurrentStreams = streams }
         if let size = self.maxHeaderListSize { configuration.http2.maxHeaderListSize = size }
         if let size = self.grpcMaxMessageSize { configuration.grpc.maxMessageBytes = size }
@@ -217,7 +217,7 @@ struct ServeCommand: AsyncParsableCommand {
             guard bytes > 0 else { throw ServerError(code: .invalidConfiguration, message: "--exec-sync-max-output must be positive") }
             configuration.execSyncOutputLimit = bytes
         }
-        if let seconds = self.postExitDrain { configuration.sessions.postExitDrain = try Self.timeAmount(seconds, "--post-exit-drain") }
+        if let seconds = self.postExitDrain { configuration.sessions.postExitDrain = try ServerConfiguration.duration(seconds: seconds, named: "--post-exit-drain") }
         if self.keepProcessOnDisconnect { configuration.sessions.killProcessGroupWhenClientVanishes = false }
         if let limit = self.maxSessions {
             guard limit > 0 else { throw ServerError(code: .invalidConfiguration, message: "--max-sessions must be positive") }
@@ -231,12 +231,6 @@ struct ServeCommand: AsyncParsableCommand {
         return configuration
     }
 
-    private static func timeAmount(_ seconds: Double, _ flag: String) throws(ServerError) -> TimeAmount {
-        guard seconds >= 0, seconds.isFinite else {
-            throw ServerError(code: .invalidConfiguration, message: "\(flag) must be 0 or more seconds")
-        }
-        return .nanoseconds(Int64(seconds * 1_000_000_000))
-    }
 }
 
 /// Writes one line to standard error (unbuffered, safe from any task).

@@ -117,3 +117,27 @@ struct ConfigurationFileTests {
         #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
     }
 }
+
+@Suite("Configuration limits")
+struct ConfigurationLimitTests {
+    @Test(
+        "a duration or limit the server cannot carry is refused before anything starts, not a crash",
+        arguments: [
+            ("http2: {keepaliveIntervalSeconds: 1e300}", "http2.keepaliveIntervalSeconds must be 0 or more seconds"),
+            ("sessions: {postExitDrainSeconds: .nan}", "sessions.postExitDrainSeconds must be 0 or more seconds"),
+            ("http2: {maxConcurrentStreams: -1}", "concurrent streams must be between 1 and 4294967295, not -1"),
+            ("http2: {maxHeaderListSize: 5000000000}", "header list size must be between 1024 and 4294967295"),
+            ("grpc: {maxMessageBytes: 0}", "gRPC maximum message size must be between 1024"),
+        ]
+    )
+    func refused(text: String, expected: String) {
+        let error = #expect(throws: ServerError.self) {
+            let file = try ConfigurationFile.parse(text, source: "test.yaml")
+            var configuration = ServerConfiguration(listenAddresses: [])
+            try file.apply(to: &configuration)
+            try configuration.validate()
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
+    }
+}

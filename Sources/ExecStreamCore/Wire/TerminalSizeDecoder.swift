@@ -39,6 +39,13 @@ public struct TerminalSizeDecoder: Sendable {
     /// Feeds bytes; returns every size completed by them, in order.
     public mutating func feed<Bytes: Sequence<UInt8>>(_ bytes: Bytes) throws(ExecStreamError) -> [TerminalSize] {
         var sizes: [TerminalSize] = []
+        try self.feed(bytes, into: &sizes)
+        return sizes
+    }
+
+    /// Feeds bytes; appends every size completed by them to `sizes` as it completes, so that the
+    /// sizes before a malformed object are kept when it throws.
+    public mutating func feed<Bytes: Sequence<UInt8>>(_ bytes: Bytes, into sizes: inout [TerminalSize]) throws(ExecStreamError) {
         for byte in bytes {
             if self.depth == 0 {
                 if JSONScanner.isWhitespace(byte) {
@@ -81,7 +88,6 @@ public struct TerminalSizeDecoder: Sendable {
                 break
             }
         }
-        return sizes
     }
 }
 

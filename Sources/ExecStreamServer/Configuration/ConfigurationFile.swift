@@ -172,7 +172,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         }
         if let sessions = self.sessions {
             if let seconds = sessions.postExitDrainSeconds {
-                configuration.sessions.postExitDrain = try Self.timeAmount(seconds, "sessions.postExitDrainSeconds")
+                configuration.sessions.postExitDrain = try ServerConfiguration.duration(seconds: seconds, named: "sessions.postExitDrainSeconds")
             }
             if let kill = sessions.killProcessGroupOnDisconnect {
                 configuration.sessions.killProcessGroupWhenClientVanishes = kill
@@ -182,24 +182,24 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
                 configuration.sessions.maxConcurrentSessions = limit
             }
             if let seconds = sessions.streamCreationTimeoutSeconds {
-                configuration.sessions.streamCreationTimeout = try Self.timeAmount(seconds, "sessions.streamCreationTimeoutSeconds")
+                configuration.sessions.streamCreationTimeout = try ServerConfiguration.duration(seconds: seconds, named: "sessions.streamCreationTimeoutSeconds")
             }
             if let seconds = sessions.streamIdleTimeoutSeconds {
-                configuration.sessions.streamIdleTimeout = try Self.timeAmount(seconds, "sessions.streamIdleTimeoutSeconds")
+                configuration.sessions.streamIdleTimeout = try ServerConfiguration.duration(seconds: seconds, named: "sessions.streamIdleTimeoutSeconds")
             }
         }
         if let http2 = self.http2 {
             if let seconds = http2.keepaliveIntervalSeconds {
-                configuration.http2.keepaliveInterval = try Self.timeAmount(seconds, "http2.keepaliveIntervalSeconds")
+                configuration.http2.keepaliveInterval = try ServerConfiguration.duration(seconds: seconds, named: "http2.keepaliveIntervalSeconds")
             }
             if let seconds = http2.keepaliveTimeoutSeconds {
-                configuration.http2.keepaliveTimeout = try Self.timeAmount(seconds, "http2.keepaliveTimeoutSeconds")
+                configuration.http2.keepaliveTimeout = try ServerConfiguration.duration(seconds: seconds, named: "http2.keepaliveTimeoutSeconds")
             }
             if let seconds = http2.idleTimeoutSeconds {
-                configuration.http2.idleTimeout = try Self.timeAmount(seconds, "http2.idleTimeoutSeconds")
+                configuration.http2.idleTimeout = try ServerConfiguration.duration(seconds: seconds, named: "http2.idleTimeoutSeconds")
             }
             if let seconds = http2.shutdownGraceSeconds {
-                configuration.http2.gracefulShutdownTimeout = try Self.timeAmount(seconds, "http2.shutdownGraceSeconds")
+                configuration.http2.gracefulShutdownTimeout = try ServerConfiguration.duration(seconds: seconds, named: "http2.shutdownGraceSeconds")
             }
             if let streams = http2.maxConcurrentStreams {
                 configuration.http2.maxConcurrentStreams = streams
@@ -238,12 +238,6 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         return (tcp, unixSocket)
     }
 
-    private static func timeAmount(_ seconds: Double, _ name: String) throws(ServerError) -> TimeAmount {
-        guard seconds >= 0, seconds.isFinite else {
-            throw ServerError(code: .invalidConfiguration, message: "\(name) must be 0 or more seconds")
-        }
-        return .nanoseconds(Int64(seconds * 1_000_000_000))
-    }
 
     // MARK: Unknown keys
 

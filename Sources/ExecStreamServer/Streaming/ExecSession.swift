@@ -251,13 +251,15 @@ final class ExecSession {
     /// sizes still apply (the kubelet's library only stops reading resizes; nobody ends an exec
     /// over one).
     func resizeReceived(_ bytes: ByteBuffer) {
+        var sizes: [TerminalSize] = []
         do {
-            for size in try self.resizes.feed(bytes.readableBytesView) {
-                self.terminalResized(size)
-            }
+            try self.resizes.feed(bytes.readableBytesView, into: &sizes)
         } catch {
             self.logger.debug("resize message dropped", metadata: ["error": "\(error.message)"])
             self.resizes = TerminalSizeDecoder()
+        }
+        for size in sizes {
+            self.terminalResized(size)
         }
     }
 

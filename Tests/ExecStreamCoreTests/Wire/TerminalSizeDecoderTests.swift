@@ -48,3 +48,14 @@ struct TerminalSizeDecoderTests {
         #expect(error?.code == .messageTooLarge)
     }
 }
+
+@Suite("Terminal size decoder: a size before garbage")
+struct TerminalSizeBeforeGarbageTests {
+    @Test("a valid size followed by garbage in the same chunk is kept (found by the resize-json fuzz target)")
+    func sizeBeforeGarbageIsKept() {
+        var decoder = TerminalSizeDecoder()
+        var sizes: [TerminalSize] = []
+        #expect(throws: ExecStreamError.self) { try decoder.feed(Array("{\"Width\":80,\"Height\":24}\n/".utf8), into: &sizes) }
+        #expect(sizes == [TerminalSize(width: 80, height: 24)])
+    }
+}

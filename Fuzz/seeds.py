@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Writes the small seed corpus of every fuzz target into Fuzz/Corpus/<target>/.
+
+The seeds are real messages of each protocol (what crictl, the kubelet, client-go and grpcio
+send), so libFuzzer starts from valid structure and mutates from there. Run it again after
+changing it; the files are committed.
+"""
+import json
+import os
+import struct
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SPDY_WORDS = [
+    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding", "accept-language",
+    "accept-ranges", "age", "allow", "authorization", "cache-control", "connection", "content-base", "content-encoding",
+    "content-language", "content-length", "content-location", "content-md5", "content-range", "content-type", "date", "etag",
+    "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since",
+    "last-modified", "location", "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
+    "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
+    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive",
+    "origin",
+]
+SPDY_FRAGMENTS = (
+    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
+    "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized"
+    "403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented503 Service Unavailable"
+    "Jan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMT"
+    "chunked,text/html,image/png,image/jpg,image/gif,application/xml,application/xhtml+xml,text/plain,text/javascript,"
+    "publicprivatemax-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0."
+)
+SPDY_DICTIONARY = b"".join(struct.pack(">I", len(w)) + w.encode() for w in SPDY_WORDS) + SPDY_FRAGMENTS.encode()
+
+
+def write(target, name, data):
+    folder = os.path.join(HERE, "Corpus", target)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def spdy_header_block(headers):
+    block = struct.pack(">I", len(headers))
+    for name, value in headers:
+        block += struct.pack(">I", len(name)) + name.encode() + struct.pack(">I", len(value)) + value.encode()
+    return block
+
+
+def spdy_control(kind, flags, payload):
+    return struct.pack(">HHI", 0x8003, kind, (flags << 24) | len(payload)) + payload
+
+
+def spdy_seeds():
+    deflate = zlib.compressobj(zdict=SPDY_DICTIONARY)
+    frames = b""
+    for stream_id, stream_type in ((1, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr"), (9, "resize")):
+        block = spdy_header_block([("streamtype", stream_type)])
+        compressed = deflate.compress(block) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        frames += spdy_control(1, 0, struct.pack(">IIBB", stream_id, 0, 0, 0) + compressed)
+    frames += struct.pack(">II", 3, 3) + b"hi\n"
+    frames += struct.pack(">II", 9, 0x01000000 | 26) + b'{"Width":80,"Height":24}\n\n'
+    frames += spdy_control(6, 0, struct.pack(">I", 1))
+    frames += spdy_control(3, 0, struct.pack(">II", 5, 5))
+    frames += spdy_control(9, 0, struct.pack(">II", 5, 65536))
+    frames += spdy_control(7, 0, struct.pack(">II", 9, 0))
+    write("spdy-frames", "exec-session", frames)
+    write("spdy-frames", "settings-and-unknown", spdy_control(4, 0, struct.pack(">I", 0)) + spdy_control(12, 0, b"\0" * 4))
+    write("spdy-frames", "data-fin", struct.pack(">II", 1, 0x01000000))
+
+    fresh = zlib.compressobj(zdict=SPDY_DICTIONARY)
+    block = spdy_header_block([("streamtype", "data"), ("port", "8080"), ("requestid", "0")])
+    write("spdy-header-block", "portforward-compressed", fresh.compress(block) + fresh.flush(zlib.Z_SYNC_FLUSH))
+    write("spdy-header-block", "plain-block", spdy_header_block([("streamtype", "stdout"), ("x", "a\0b")]))
+
+
+def masked(opcode, payload, fin=True, mask=b"\x01\x02\x03\x04"):
+    first = (0x80 if fin else 0) | opcode
+    if len(payload) < 126:
+        header = bytes([first, 0x80 | len(payload)])
+    elif len(payload) < 65536:
+        header = bytes([first, 0x80 | 126]) + struct.pack(">H", len(payload))
+    else:
+        header = bytes([first, 0x80 | 127]) + struct.pack(">Q", len(payload))
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def websocket_seeds():
+    write("websocket-frames", "stdin-then-close", masked(2, b"\x00echo hi\n") + masked(2, b"\xff\x00") + masked(8, struct.pack(">H", 1000)))
+    write("websocket-frames", "fragmented-text", masked(1, b"0aGk=", fin=False) + masked(9, b"p") + masked(0, b"Cg=="))
+    write("websocket-frames", "extended-length", masked(2, b"\x00" + b"x" * 300))
+
+
+def native_seeds():
+    def frame(channel, payload):
+        return struct.pack(">BI", channel, len(payload)) + payload
+    write("native-frames", "exec", frame(0, b"hi\n") + frame(4, b'{"Width":80,"Height":24}') + frame(255, b"\x00"))
+    write("native-frames", "resumable", frame(17, b"\x01" + struct.pack(">Q", 1024)) + frame(16, b"\x02" + struct.pack(">Q", 7)) + frame(18, struct.pack(">QQ", 1, 2)))
+
+
+def channel_seeds():
+    write("channel-messages", "binary-stdin", b"\x00echo hi\n")
+    write("channel-messages", "base64-stdin", b"0ZWNobyBoaQo=")
+    write("channel-messages", "v5-close", b"\xff\x00")
+    write("channel-messages", "resize", b'\x04{"Width":80,"Height":24}')
+
+
+def resize_seeds():
+    write("resize-json", "two-sizes", '{"Width":80,"Height":24}{"Height":50, "Width":200}')
+    write("resize-json", "escapes-and-nesting", '{"x":{"y":["\\"}",1.5e3]},"Width":1,"Height":2}\n')
+
+
+def grpc_seeds():
+    write("grpc-framing", "two-messages", b"\x00\x00\x00\x00\x03abc\x00\x00\x00\x00\x00")
+    write("grpc-framing", "timeout", b"100m")
+    write("grpc-framing", "percent", b"bad%20input%ZZ%e2%82")
+
+
+def preface_seeds():
+    write("connection-preface", "http2", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    write("connection-preface", "http1-upgrade", b"GET /exec/abc HTTP/1.1\r\nUpgrade: SPDY/3.1\r\n\r\n")
+    write("connection-preface", "malformed", b"PRI * HTTP/1.1\r\n")
+
+
+def config_seeds():
+    write("configuration-file", "full", """listen: ["127.0.0.1:10350", "[::1]:10350"]
+controlListen: ["127.0.0.1:10351"]
+criSocket: /run/execstream/execstream.sock
+socketGroup: execstream
+tls: {certFile: /etc/execstream/tls.crt, keyFile: /etc/execstream/tls.key, clientCAFile: /etc/execstream/clients.crt}
+advertiseAddress: 10.0.0.5
+execSyncMaxOutputBytes: 16777216
+sessions: {postExitDrainSeconds: 2, killProcessGroupOnDisconnect: true, maxConcurrentSessions: 1000,
+           streamCreationTimeoutSeconds: 30, streamIdleTimeoutSeconds: 14400}
+http2: {keepaliveIntervalSeconds: 60, keepaliveTimeoutSeconds: 20, idleTimeoutSeconds: 1800,
+        shutdownGraceSeconds: 30, maxConcurrentStreams: 1000, maxHeaderListSize: 65536}
+grpc: {maxMessageBytes: 16777216}
+containers:
+  - id: web
+    name: web
+    labels: {app: web}
+    isolation: namespaces
+    env: ["PATH=/usr/bin:/bin"]
+    workingDir: /
+    user: 1000
+    group: 1000
+    main: {command: ["/bin/sh"], tty: false, stdin: true, stdinOnce: false}
+""")
+    write("configuration-file", "minimal", "listen: ['127.0.0.1:0']\ncriSocket: ''\n")
+    write("configuration-file", "extremes", "http2: {keepaliveIntervalSeconds: 1e300, maxConcurrentStreams: -1}\n"
+          "sessions: {postExitDrainSeconds: .nan}\ngrpc: {maxMessageBytes: 9223372036854775807}\n")
+
+
+if __name__ == "__main__":
+    spdy_seeds()
+    websocket_seeds()
+    native_seeds()
+    channel_seeds()
+    resize_seeds()
+    grpc_seeds()
+    preface_seeds()
+    config_seeds()

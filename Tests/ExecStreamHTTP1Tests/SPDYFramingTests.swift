@@ -83,13 +83,25 @@ struct SPDYFramingTests {
         #expect(decoded == frames)
     }
 
-    @Test("unknown control types are skipped; a wrong version is an error")
-    func unknownAndVersion() throws {
-        var buffer = ByteBuffer(bytes: [0x80, 0x03, 0x00, 0x0A, 0x00, 0x00, 0x00, 0x02, 0xAA, 0xBB])
-        SPDYFrameEncoder.encode(.ping(id: 7), into: &buffer)
+    @Test("an unknown control type, a wrong version, a bad fixed length or an oversized control frame is an error from the 8-byte header alone")
+    func refusedFromTheHeader() throws {
+        // Issue 13 changed this from "skipped" (SPDY/3 §2.2.1) to an error, as spdystream's framer
+        // does: every frame that is not remote command's gets a prompt GOAWAY.
+        for header: [UInt8] in [
+            [0x80, 0x03, 0x00, 0x0A, 0x00, 0x00, 0x00, 0x02],  // type 10, unknown
+            [0x80, 0x03, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00],  // NOOP, gone in SPDY/3
+            [0x80, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, 0x04],  // version 2
+            [0x80, 0x03, 0x00, 0x06, 0x00, 0x00, 0x10, 0x00],  // a PING of 4,096 bytes
+            [0x80, 0x03, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01],  // a SYN_STREAM of 65,537 bytes
+            [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10],  // DATA on stream 0
+        ] {
+            var buffer = ByteBuffer(bytes: header)
+            var decoder = SPDYFrameDecoder()
+            #expect(throws: ExecStreamError.self, "\(header)") { _ = try decoder.decode(buffer: &buffer) }
+        }
+        var ping = ByteBuffer()
+        SPDYFrameEncoder.encode(.ping(id: 7), into: &ping)
         var decoder = SPDYFrameDecoder()
-        #expect(try decoder.decode(buffer: &buffer) == .ping(id: 7))
-        var wrong = ByteBuffer(bytes: [0x80, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, 0x04, 0, 0, 0, 1])
-        #expect(throws: ExecStreamError.self) { _ = try decoder.decode(buffer: &wrong) }
+        #expect(try decoder.decode(buffer: &ping) == .ping(id: 7))
     }
 }

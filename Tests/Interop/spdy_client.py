@@ -148,6 +148,7 @@ class SPDYClient:
                     self.pongs.append(struct.unpack(">I", payload)[0])
                 elif frame_type == GOAWAY:
                     self.goaway = True
+                    self.goaway_status = struct.unpack(">I", payload[4:8])[0] if len(payload) >= 8 else None
                 elif frame_type == RST_STREAM:
                     stream_id, status = struct.unpack(">II", payload)
                     self.resets[stream_id & 0x7FFFFFFF] = status

@@ -189,3 +189,86 @@ def test_garbage_after_the_upgrade_closes_only_that_connection(runtime, server, 
     healthy.run_until_closed()
     healthy.close()
     assert healthy.output("stdout") == b"still fine"
+
+
+# Every frame remote command has no use for gets a defined answer at once (issue 13): a stream
+# error (RST_STREAM) where the session can go on, a session error (GOAWAY PROTOCOL_ERROR, then
+# close) where it cannot. Statuses: 1 PROTOCOL_ERROR, 2 INVALID_STREAM, 9 STREAM_ALREADY_CLOSED.
+def _syn_stream(client, stream_id, streamtype):
+    import struct
+
+    from spdy_client import header_block
+
+    client.control(1, 0, struct.pack(">IIBB", stream_id, 0, 0, 0) + header_block({"streamtype": streamtype}, client.deflate))
+
+
+STREAM_ERRORS = {
+    "DATA on a stream never opened": (lambda c: c._send(__import__("struct").pack(">II", 99, 3) + b"abc"), 99, 2),
+    "SYN_REPLY (the server opens no streams)": (
+        lambda c: c.control(2, 0, __import__("struct").pack(">I", c.streams["stdout"]) + __import__("spdy_client").header_block({}, c.deflate)),
+        "stdout",
+        2,
+    ),
+    "HEADERS on a stream never opened": (
+        lambda c: c.control(8, 0, __import__("struct").pack(">I", 77) + __import__("spdy_client").header_block({"x": "y"}, c.deflate)),
+        77,
+        2,
+    ),
+    "SYN_STREAM with an even id": (lambda c: _syn_stream(c, 100, "resize"), 100, 1),
+    "SYN_STREAM after the start": (lambda c: _syn_stream(c, 101, "stdin"), 101, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STREAM_ERRORS))
+def test_a_stream_error_is_answered_with_rst_stream_and_the_session_goes_on(runtime, case):
+    send, stream, status = STREAM_ERRORS[case]
+    client = SPDYClient(exec_url(runtime, ["cat"], stdin=True), ALL)
+    open_streams(client, stdin=True)
+    stream_id = client.streams[stream] if isinstance(stream, str) else stream
+    send(client)
+    while stream_id not in client.resets:
+        client.pump()
+    assert client.resets[stream_id] == status
+    client.send("stdin", b"still here\n", fin=True)
+    client.run_until_closed()
+    client.close()
+    assert client.output("stdout") == b"still here\n"
+    assert json.loads(client.output("error"))["status"] == "Success"
+
+
+def test_stdin_after_its_fin_is_answered_stream_already_closed(runtime):
+    client = SPDYClient(exec_url(runtime, ["sh", "-c", "cat; sleep 30"], stdin=True), ALL)
+    open_streams(client, stdin=True)
+    client.send("stdin", b"before fin\n", fin=True)
+    while client.output("stdout") != b"before fin\n":
+        client.pump()
+    client.send("stdin", b"after fin\n")
+    while client.streams["stdin"] not in client.resets:
+        client.pump()
+    assert client.resets[client.streams["stdin"]] == 9
+    client.close()
+
+
+SESSION_ERRORS = {
+    "an unknown control type": b"\x80\x03\x00\x0c\x00\x00\x00\x04\x00\x00\x00\x00",
+    "a PING that claims 4,096 bytes (answered from its header)": b"\x80\x03\x00\x06\x00\x00\x10\x00",
+    "a control frame that claims 1 MiB (answered from its header)": b"\x80\x03\x00\x04\x00\x10\x00\x00",
+    "a SPDY/2 frame": b"\x80\x02\x00\x06\x00\x00\x00\x04\x00\x00\x00\x01",
+    "a RST_STREAM of 4 bytes": b"\x80\x03\x00\x03\x00\x00\x00\x04\x00\x00\x00\x01",
+    "a SYN_STREAM id below the last": None,
+}
+
+
+@pytest.mark.parametrize("case", sorted(SESSION_ERRORS))
+def test_a_session_error_is_answered_with_goaway_protocol_error_and_close(runtime, server, case):
+    client = SPDYClient(exec_url(runtime, ["cat"], stdin=True), ALL)
+    client.open_stream("error")
+    client.open_stream("stdin")
+    if SESSION_ERRORS[case] is None:
+        _syn_stream(client, 1, "stdout")
+    else:
+        client._send(SESSION_ERRORS[case])
+    client.run_until_closed()  # no more bytes from the client: the answer cannot wait for any
+    client.close()
+    assert client.goaway and client.goaway_status == 1
+    assert server.is_running()

@@ -74,83 +74,107 @@ public enum SPDY {
     }()
 }
 
-/// Reads SPDY/3 frames from a byte stream split anywhere. A control frame of another version, a
-/// payload too short for its type, a zero stream id where one is required, or a frame above
-/// `maxFrameLength` is an error that ends the connection (spdystream's parser does the same).
-/// Unknown control types are skipped.
+/// Reads SPDY/3 frames from a byte stream split anywhere. A control frame of another version or
+/// of an unknown type, a payload too short for its type, a zero stream id where one is required,
+/// or a frame above its limit is an error that ends the connection. The type and the limits are
+/// judged from the 8-byte header, before the payload arrives, so such a frame is answered at once.
+///
+/// SPDY/3 §2.2.1 says to ignore unknown control types; spdystream's framer (the kubelet's and
+/// crictl's) fails the connection on them instead, and so do we: no client of remote command
+/// sends one, and a peer that does is not speaking the protocol we serve.
 public struct SPDYFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     public typealias InboundOut = SPDYFrame
 
     /// The largest frame payload accepted.
     public let maxFrameLength: Int
+    /// The largest control frame payload accepted (a header block, in practice: a few dozen bytes).
+    public let maxControlFrameLength: Int
 
-    public init(maxFrameLength: Int = SPDY.maxFrameLength) {
+    /// The payload lengths each control type of SPDY/3 allows (5, NOOP, is gone in version 3).
+    private static let controlPayloadLengths: [UInt16: (range: ClosedRange<Int>, name: String)] = [
+        1: (10...Int.max, "a SYN_STREAM of at least 10 bytes"),
+        2: (4...Int.max, "a SYN_REPLY of at least 4 bytes"),
+        3: (8...8, "a RST_STREAM of 8 bytes"),
+        4: (0...Int.max, "a SETTINGS"),
+        6: (4...4, "a PING of 4 bytes"),
+        7: (4...Int.max, "a GOAWAY of at least 4 bytes"),
+        8: (4...Int.max, "a HEADERS of at least 4 bytes"),
+        9: (8...8, "a WINDOW_UPDATE of 8 bytes"),
+    ]
+
+    public init(maxFrameLength: Int = SPDY.maxFrameLength, maxControlFrameLength: Int = 64 << 10) {
         self.maxFrameLength = maxFrameLength
+        self.maxControlFrameLength = min(maxControlFrameLength, maxFrameLength)
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws(ExecStreamError) -> SPDYFrame? {
-        while true {
-            let start = buffer.readerIndex
-            guard let word = buffer.getInteger(at: start, as: UInt32.self),
-                let flagsAndLength = buffer.getInteger(at: start + 4, as: UInt32.self)
-            else { return nil }
-            let flags = UInt8(flagsAndLength >> 24)
-            let length = Int(flagsAndLength & 0x00FF_FFFF)
-            guard length <= self.maxFrameLength else {
-                throw ExecStreamError(code: .messageTooLarge, message: "a SPDY frame of \(length) bytes exceeds the limit of \(self.maxFrameLength)")
-            }
-            guard buffer.readableBytes >= 8 + length else { return nil }
-            var payload = buffer.getSlice(at: start + 8, length: length)!
-            buffer.moveReaderIndex(forwardBy: 8 + length)
-            guard word & 0x8000_0000 != 0 else {
-                let streamID = word & 0x7FFF_FFFF
-                guard streamID != 0 else { throw Self.error("a DATA frame on stream 0") }
-                return .data(streamID: streamID, fin: flags & SPDY.flagFin != 0, payload: payload)
-            }
+        let start = buffer.readerIndex
+        guard let word = buffer.getInteger(at: start, as: UInt32.self),
+            let flagsAndLength = buffer.getInteger(at: start + 4, as: UInt32.self)
+        else { return nil }
+        let flags = UInt8(flagsAndLength >> 24)
+        let length = Int(flagsAndLength & 0x00FF_FFFF)
+        guard length <= self.maxFrameLength else {
+            throw ExecStreamError(code: .messageTooLarge, message: "a SPDY frame of \(length) bytes exceeds the limit of \(self.maxFrameLength)")
+        }
+        if word & 0x8000_0000 != 0 {
             let version = UInt16((word >> 16) & 0x7FFF)
             guard version == SPDY.version else { throw Self.error("SPDY version \(version), not 3") }
-            switch UInt16(word & 0xFFFF) {
-            case 1:
-                guard length >= 10 else { throw Self.error("a SYN_STREAM shorter than 10 bytes") }
-                let streamID = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
-                let associated = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
-                let priority = payload.readInteger(as: UInt8.self)! >> 5
-                _ = payload.readInteger(as: UInt8.self)  // slot
-                guard streamID != 0 else { throw Self.error("a SYN_STREAM for stream 0") }
-                return .synStream(
-                    streamID: streamID,
-                    associatedStreamID: associated,
-                    priority: priority,
-                    fin: flags & SPDY.flagFin != 0,
-                    unidirectional: flags & SPDY.flagUnidirectional != 0,
-                    headerBlock: payload
-                )
-            case 2:
-                guard length >= 4 else { throw Self.error("a SYN_REPLY shorter than 4 bytes") }
-                let streamID = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
-                return .synReply(streamID: streamID, fin: flags & SPDY.flagFin != 0, headerBlock: payload)
-            case 3:
-                guard length == 8 else { throw Self.error("a RST_STREAM must be 8 bytes") }
-                return .rstStream(streamID: payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF, status: payload.readInteger(as: UInt32.self)!)
-            case 4:
-                return .settings(payload)
-            case 6:
-                guard length == 4 else { throw Self.error("a PING must be 4 bytes") }
-                return .ping(id: payload.readInteger(as: UInt32.self)!)
-            case 7:
-                guard length >= 4 else { throw Self.error("a GOAWAY shorter than 4 bytes") }
-                let last = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
-                return .goAway(lastGoodStreamID: last, status: payload.readInteger(as: UInt32.self) ?? 0)
-            case 8:
-                guard length >= 4 else { throw Self.error("a HEADERS shorter than 4 bytes") }
-                let streamID = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
-                return .headers(streamID: streamID, fin: flags & SPDY.flagFin != 0, headerBlock: payload)
-            case 9:
-                guard length == 8 else { throw Self.error("a WINDOW_UPDATE must be 8 bytes") }
-                return .windowUpdate(streamID: payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF, delta: payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF)
-            default:
-                continue  // an unknown control type: skipped, as the spec says
+            guard let allowed = Self.controlPayloadLengths[UInt16(word & 0xFFFF)] else {
+                throw Self.error("an unknown SPDY control frame type \(word & 0xFFFF)")
             }
+            guard allowed.range.contains(length) else {
+                throw Self.error("expected \(allowed.name), got a payload of \(length)")
+            }
+            guard length <= self.maxControlFrameLength else {
+                throw ExecStreamError(
+                    code: .messageTooLarge,
+                    message: "a SPDY control frame of \(length) bytes exceeds the limit of \(self.maxControlFrameLength)"
+                )
+            }
+        } else if word & 0x7FFF_FFFF == 0 {
+            throw Self.error("a DATA frame on stream 0")
+        }
+        guard buffer.readableBytes >= 8 + length else { return nil }
+        var payload = buffer.getSlice(at: start + 8, length: length)!
+        buffer.moveReaderIndex(forwardBy: 8 + length)
+        guard word & 0x8000_0000 != 0 else {
+            return .data(streamID: word & 0x7FFF_FFFF, fin: flags & SPDY.flagFin != 0, payload: payload)
+        }
+        switch UInt16(word & 0xFFFF) {
+        case 1:
+            let streamID = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
+            let associated = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
+            let priority = payload.readInteger(as: UInt8.self)! >> 5
+            _ = payload.readInteger(as: UInt8.self)  // slot
+            guard streamID != 0 else { throw Self.error("a SYN_STREAM for stream 0") }
+            return .synStream(
+                streamID: streamID,
+                associatedStreamID: associated,
+                priority: priority,
+                fin: flags & SPDY.flagFin != 0,
+                unidirectional: flags & SPDY.flagUnidirectional != 0,
+                headerBlock: payload
+            )
+        case 2:
+            let streamID = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
+            return .synReply(streamID: streamID, fin: flags & SPDY.flagFin != 0, headerBlock: payload)
+        case 3:
+            return .rstStream(streamID: payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF, status: payload.readInteger(as: UInt32.self)!)
+        case 4:
+            return .settings(payload)
+        case 6:
+            return .ping(id: payload.readInteger(as: UInt32.self)!)
+        case 7:
+            let last = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
+            return .goAway(lastGoodStreamID: last, status: payload.readInteger(as: UInt32.self) ?? 0)
+        case 8:
+            let streamID = payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF
+            return .headers(streamID: streamID, fin: flags & SPDY.flagFin != 0, headerBlock: payload)
+        case 9:
+            return .windowUpdate(streamID: payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF, delta: payload.readInteger(as: UInt32.self)! & 0x7FFF_FFFF)
+        default:
+            throw Self.error("an unknown SPDY control frame type \(word & 0xFFFF)")  // refused above, from the header
         }
     }
 

@@ -105,7 +105,11 @@ final class SPDYPortForwardConnection {
                 self.connect(requestID)
             }
         case .data(let id, let fin, let payload):
-            guard let requestID = self.pairOfStream[id], let pair = self.pairs[requestID], pair.dataStream == id else { return }
+            guard let requestID = self.pairOfStream[id] else {
+                self.write(.rstStream(streamID: id, status: SPDY.RstStatus.invalidStream))
+                return
+            }
+            guard let pair = self.pairs[requestID], pair.dataStream == id else { return }
             if payload.readableBytes > 0 {
                 if let connection = pair.connection {
                     connection.writeAndFlush(payload, promise: nil)
@@ -126,7 +130,13 @@ final class SPDYPortForwardConnection {
             }
         case .goAway:
             self.close()
-        case .synReply, .settings, .headers, .windowUpdate:
+        case .synReply(let id, _, let block), .headers(let id, _, let block):
+            // Inflated even though unused: the connection's zlib stream must see every block.
+            _ = try self.inflater.decompress(block)
+            if self.pairOfStream[id] == nil {
+                self.write(.rstStream(streamID: id, status: SPDY.RstStatus.invalidStream))
+            }
+        case .settings, .windowUpdate:
             break
         }
     }

@@ -18,11 +18,6 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The stream types of remote command.
-    enum StreamType: String, Hashable, CaseIterable {
-        case error, stdin, stdout, stderr, resize
-    }
-
     private let remoteCommandProtocol: SPDYRemoteCommandProtocol
     private let prepared: PreparedSession
     private let registry: ChannelRegistry
@@ -31,15 +26,11 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     private var decoder = NIOSingleStepByteToMessageProcessor(SPDYFrameDecoder())
     private let deflater = SPDYHeaderDeflater()
     private let inflater = SPDYHeaderInflater()
-    private let expected: Set<StreamType>
-    private var streams: [StreamType: UInt32] = [:]
-    private var types: [UInt32: StreamType] = [:]
+    /// What each frame means: stream set-up, routing and the answers to bad frames.
+    private var streams: SPDYStreamSetup
     private var context: ChannelHandlerContext?
     private var session: ExecSession?
     private var stdin: ClientInputProducer?
-    /// Stdin that arrived before every stream was there.
-    private var earlyStdin: [ByteBuffer] = []
-    private var earlyStdinEnded = false
     private var creationTimer: Scheduled<Void>?
     private var writability = WritabilityWaiters()
     private var ended = false
@@ -58,12 +49,12 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         self.logger = logger
         self.creationTimeout = creationTimeout
         let plan = prepared.plan
-        var expected: Set<StreamType> = [.error]
-        if plan.stdin { expected.insert(.stdin) }
-        if plan.stdout { expected.insert(.stdout) }
-        if plan.stderr && !plan.tty { expected.insert(.stderr) }
-        if plan.tty && remoteCommandProtocol.hasResizeStream { expected.insert(.resize) }
-        self.expected = expected
+        self.streams = SPDYStreamSetup(
+            expected: SPDYStreamSetup.expectedStreams(
+                stdin: plan.stdin, stdout: plan.stdout, stderr: plan.stderr, tty: plan.tty,
+                hasResizeStream: remoteCommandProtocol.hasResizeStream
+            )
+        )
     }
 
     var eventLoop: any EventLoop { self.context!.eventLoop }
@@ -73,9 +64,10 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         self.creationTimer = context.eventLoop.scheduleTask(in: self.creationTimeout) {
             let handler = loopBound.value
-            guard handler.session == nil else { return }
-            handler.logger.debug("SPDY streams not all created in time", metadata: ["have": "\(handler.streams.keys.map(\.rawValue))"])
-            handler.goAwayAndClose(status: 0)
+            if !handler.streams.isStarted {
+                handler.logger.debug("SPDY streams not all created in time", metadata: ["have": "\(handler.streams.openedTypes.map(\.rawValue))"])
+            }
+            handler.perform(handler.streams.creationTimedOut())
         }
     }
 
@@ -88,6 +80,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     func channelInactive(context: ChannelHandlerContext) {
         self.creationTimer?.cancel()
         self.ended = true
+        self.streams.connectionClosed()
         self.writability.resume()
         if let session = self.session {
             session.clientVanished()
@@ -112,77 +105,76 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         do {
             try self.decoder.process(buffer: self.unwrapInboundIn(data)) { frame in
-                try self.receive(frame, context: context)
+                try self.receive(frame)
             }
         } catch {
+            // Not SPDY, an unknown control type, or a header block that does not inflate (the
+            // connection's zlib stream is then lost): a session error.
             self.logger.debug("SPDY protocol error", metadata: ["error": "\(error)"])
-            self.goAwayAndClose(status: 1)
+            self.perform(self.streams.malformedInput())
         }
     }
 
     // MARK: Frames in
 
-    private func receive(_ frame: SPDYFrame, context: ChannelHandlerContext) throws {
+    /// Every header block is inflated, whatever its frame: the connection's zlib stream must see
+    /// them all in order, or the next one does not inflate.
+    private func receive(_ frame: SPDYFrame) throws {
         switch frame {
         case .synStream(let id, _, _, let fin, _, let block):
             let headers = try self.inflater.decompress(block)
-            guard let typeName = headers.first(where: { $0.name == "streamtype" })?.value, let type = StreamType(rawValue: typeName),
-                self.expected.contains(type), self.streams[type] == nil, self.types[id] == nil
-            else {
-                self.write(.rstStream(streamID: id, status: SPDY.RstStatus.protocolError))
-                return
-            }
-            self.streams[type] = id
-            self.types[id] = type
-            self.write(.synReply(streamID: id, fin: false, headerBlock: self.deflater.compress([])))
-            if fin && type == .stdin {
-                self.stdinEnded()
-            }
-            if Set(self.streams.keys) == self.expected {
-                self.startSession()
-            }
+            self.perform(self.streams.synStreamReceived(streamID: id, headers: headers, fin: fin))
+        case .synReply(let id, _, let block):
+            _ = try self.inflater.decompress(block)
+            self.perform(self.streams.headersReceived(streamID: id, isReply: true))
+        case .headers(let id, _, let block):
+            _ = try self.inflater.decompress(block)
+            self.perform(self.streams.headersReceived(streamID: id, isReply: false))
         case .data(let id, let fin, let payload):
-            switch self.types[id] {
-            case .stdin?:
-                if payload.readableBytes > 0 {
-                    self.stdinReceived(payload)
-                }
-                if fin {
-                    self.stdinEnded()
-                }
-            case .resize?:
-                self.session?.resizeReceived(payload)
-            case .error?, .stdout?, .stderr?, nil:
-                break
-            }
+            self.perform(self.streams.dataReceived(streamID: id, fin: fin, payload: payload))
         case .rstStream(let id, _):
-            if self.types[id] == .stdin {
-                self.stdinEnded()
-            }
+            self.perform(self.streams.resetReceived(streamID: id))
         case .ping(let id):
-            // Our pings would be even: echo the client's (odd) ones.
-            if id & 1 == 1 {
-                self.write(.ping(id: id))
-            }
+            self.perform(self.streams.pingReceived(id: id))
         case .goAway:
-            self.ended = true
-            context.close(promise: nil)
-        case .synReply, .settings, .headers, .windowUpdate:
+            self.perform(self.streams.goAwayReceived())
+        case .settings, .windowUpdate:
             break
         }
     }
 
-    private func stdinReceived(_ payload: ByteBuffer) {
-        guard let stdin = self.stdin else {
-            if self.session == nil {
-                self.earlyStdin.append(payload)
-                if self.earlyStdin.reduce(0, { $0 + $1.readableBytes }) > 1 << 20 {
-                    // Streams are still being created: read on once they are.
-                    try? self.context?.channel.syncOptions?.setOption(.autoRead, value: false)
-                }
+    private func perform(_ actions: [SPDYStreamSetupAction]) {
+        for action in actions {
+            switch action {
+            case .reply(let id):
+                self.write(.synReply(streamID: id, fin: false, headerBlock: self.deflater.compress([])))
+            case .resetStream(let id, let status):
+                self.write(.rstStream(streamID: id, status: status))
+            case .goAwayAndClose(let last, let status):
+                self.goAwayAndClose(lastGoodStreamID: last, status: status)
+            case .startSession:
+                self.startSession()
+            case .stdin(let bytes):
+                self.stdinReceived(bytes)
+            case .stdinEnded:
+                self.stdin?.close()
+            case .resize(let bytes):
+                self.session?.resizeReceived(bytes)
+            case .pong(let id):
+                self.write(.ping(id: id))
+            case .pauseReading:
+                try? self.context?.channel.syncOptions?.setOption(.autoRead, value: false)
+            case .resumeReading:
+                try? self.context?.channel.syncOptions?.setOption(.autoRead, value: true)
+            case .close:
+                self.ended = true
+                self.context?.close(promise: nil)
             }
-            return
         }
+    }
+
+    private func stdinReceived(_ payload: ByteBuffer) {
+        guard let stdin = self.stdin else { return }
         stdin.produce(payload)
         if stdin.isPaused, let channel = self.context?.channel {
             // The process is behind (SPDY has no flow control): stop reading the socket.
@@ -193,14 +185,6 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         }
     }
 
-    private func stdinEnded() {
-        if let stdin = self.stdin {
-            stdin.close()
-        } else {
-            self.earlyStdinEnded = true
-        }
-    }
-
     private func startSession() {
         self.creationTimer?.cancel()
         self.creationTimer = nil
@@ -208,14 +192,6 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         self.released = true
         self.session = session
         self.stdin = session.start()
-        for chunk in self.earlyStdin {
-            self.stdin?.produce(chunk)
-        }
-        self.earlyStdin = []
-        try? self.context?.channel.syncOptions?.setOption(.autoRead, value: true)
-        if self.earlyStdinEnded {
-            self.stdin?.close()
-        }
     }
 
     private func releaseUnstarted() {
@@ -233,11 +209,11 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
     }
 
-    private func goAwayAndClose(status: UInt32) {
+    private func goAwayAndClose(lastGoodStreamID: UInt32, status: UInt32) {
         guard let context = self.context else { return }
         self.ended = true
         var buffer = ByteBuffer()
-        SPDYFrameEncoder.encode(.goAway(lastGoodStreamID: self.types.keys.max() ?? 0, status: status), into: &buffer)
+        SPDYFrameEncoder.encode(.goAway(lastGoodStreamID: lastGoodStreamID, status: status), into: &buffer)
         let channel = context.channel
         context.writeAndFlush(self.wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
@@ -246,7 +222,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
 
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard let context = self.context, context.channel.isActive, !self.ended,
-            let id = self.streams[stream == .stderr ? .stderr : .stdout]
+            let id = self.streams.streamID(of: stream == .stderr ? .stderr : .stdout)
         else { return .closed }
         var header = context.channel.allocator.buffer(capacity: 8)
         SPDYFrameEncoder.writeDataHeader(streamID: id, fin: false, payloadByteCount: byteCount, into: &header)
@@ -263,15 +239,15 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
     }
 
     func finishOutputs(_ streams: Set<StandardStream>) {
-        for type in [StreamType.stdout, .stderr] {
-            if let id = self.streams[type] {
+        for type in [SPDYStreamType.stdout, .stderr] {
+            if let id = self.streams.streamID(of: type) {
                 self.write(.data(streamID: id, fin: true, payload: ByteBuffer()))
             }
         }
     }
 
     func writeStatus(_ outcome: RemoteCommandOutcome) {
-        guard !self.ended, let id = self.streams[.error] else { return }
+        guard !self.ended, let id = self.streams.streamID(of: .error) else { return }
         let status: ByteBuffer?
         if self.remoteCommandProtocol.usesStatusJSON {
             status = ByteBuffer(bytes: RemoteCommandStatus.json(for: outcome))
@@ -282,7 +258,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
             self.write(.data(streamID: id, fin: false, payload: status))
         }
         self.write(.data(streamID: id, fin: true, payload: ByteBuffer()))
-        self.goAwayAndClose(status: 0)
+        self.perform(self.streams.sessionEnded())
     }
 
     /// The session's last call: it holds this handler as its client, and this handler held the
@@ -291,6 +267,6 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         self.session = nil
         self.stdin = nil
         guard !self.ended else { return }
-        self.goAwayAndClose(status: 0)
+        self.perform(self.streams.sessionEnded())
     }
 }

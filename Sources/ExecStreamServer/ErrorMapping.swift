@@ -44,12 +44,36 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
         self.additionalHeaders.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
-    /// No offered WebSocket subprotocol is one we serve (x/net/websocket's 403).
-    static let forbiddenSubprotocol = HTTPErrorResponse(
-        status: 403,
-        body: "none of the offered subprotocols is served: "
-            + KubernetesChannelProtocol.allCases.map(\.rawValue).filter { !$0.isEmpty }.joined(separator: ", ") + "\n"
-    )
+    /// A refused streaming request (`StreamingAdmission`), as the kubelet streaming library and
+    /// x/net/websocket answer it.
+    init(_ refusal: AdmissionRefusal) {
+        switch refusal {
+        case .unknownToken(let kind):
+            self.init(ExecStreamError(code: .notFound, message: "unknown or expired \(kind.rawValue) token"))
+        case .upgradeRequired:
+            self.init(status: 400, body: "a streaming URL needs an upgrade: WebSocket (or SPDY/3.1), or HTTP/2\n")
+        case .methodNotAllowed:
+            self.init(status: 405, body: "streaming over HTTP/2 uses POST\n", additionalHeaders: ["allow": "POST"])
+        case .unsupportedContentType:
+            self.init(status: 415, body: "content-type must be \(StreamingAdmission.nativeContentType)\n")
+        case .webSocketProtocolRequired:
+            self.init(status: 400, body: "CONNECT on a streaming URL needs :protocol websocket (RFC 8441)\n")
+        case .streamProtocolRequired:
+            self.init(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n")
+        case .portForwardNeedsHTTP1:
+            self.init(status: 400, body: "port-forward is served over WebSocket (HTTP/1.1) and SPDY/3.1, not HTTP/2\n")
+        case .noServedSubprotocol:
+            let served = KubernetesChannelProtocol.allCases.map(\.rawValue).filter { !$0.isEmpty }.joined(separator: ", ")
+            self.init(status: 403, body: "none of the offered subprotocols is served: \(served)\n")
+        case .noServedStreamProtocol(let served):
+            let list = served.joined(separator: ", ")
+            self.init(
+                status: 403,
+                body: "none of the offered stream protocols is served: \(list)\n",
+                additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": list]
+            )
+        }
+    }
 
     /// A response of its own.
     init(status: Int, body: String, additionalHeaders: [String: String] = [:]) {

@@ -37,11 +37,7 @@ struct StreamRouter: Sendable {
         }
         let path = head.pathWithoutQuery ?? ""
         if let (kind, token) = Self.streamingRoute(path) {
-            if head.method == "CONNECT" {
-                self.streaming.serveWebSocket(stream, kind: kind, token: token)
-            } else {
-                self.streaming.serve(stream, kind: kind, token: token)
-            }
+            self.streaming.serve(stream, kind: kind, token: token)
             return
         }
         switch (head.method, path) {

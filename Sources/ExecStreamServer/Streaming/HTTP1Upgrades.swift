@@ -22,6 +22,26 @@ enum HTTP1Upgrades {
         case spdySession(PreparedSession, SPDYRemoteCommandProtocol)
         case spdyPortForward(PreparedPortForward)
 
+        /// Takes a session slot (429, token unspent) and spends the token for an admitted
+        /// protocol; on failure, the refusal to send.
+        static func redeem(_ admitted: StreamingProtocol, kind: StreamingRequestKind, token: String, streaming: StreamingEndpoint) -> Result<Accepted, HTTPErrorResponse> {
+            switch admitted {
+            case .webSocket(let channelProtocol):
+                return streaming.prepare(kind: kind, token: token).map { .webSocketSession($0, channelProtocol) }
+            case .webSocketPortForward(let channelProtocol):
+                return streaming.preparePortForward(token: token).map { .webSocketPortForward($0, channelProtocol) }
+            case .spdyOverWebSocket:
+                return streaming.preparePortForward(token: token).map { .spdyOverWebSocket($0) }
+            case .spdy(let chosen):
+                return streaming.prepare(kind: kind, token: token).map { .spdySession($0, chosen) }
+            case .spdyPortForward:
+                return streaming.preparePortForward(token: token).map { .spdyPortForward($0) }
+            case .native:
+                // An HTTP/2 protocol: the admission never chooses it for an HTTP/1.1 upgrade.
+                return .failure(HTTPErrorResponse(.upgradeRequired))
+            }
+        }
+
         /// Gives the slot back: the upgrade never completed.
         func release() {
             switch self {
@@ -88,6 +108,31 @@ enum HTTP1Upgrades {
             return headers
         }
 
+        /// The whole check of an upgrade on a streaming route: admission, slot, token. Returns
+        /// the response headers (naming the chosen protocol in `protocolHeader`) or nil, refused.
+        func decide(
+            kind: StreamingRequestKind,
+            token: String,
+            carrier: StreamingCarrier,
+            streaming: StreamingEndpoint,
+            protocolHeader: String,
+            headers: HTTPHeaders = HTTPHeaders()
+        ) -> HTTPHeaders? {
+            let accepted = streaming.admit(kind: kind, token: token, carrier: carrier).flatMap { admitted in
+                Accepted.redeem(admitted, kind: kind, token: token, streaming: streaming).map { (admitted, $0) }
+            }
+            switch accepted {
+            case .failure(let refusal):
+                return self.refuse(refusal)
+            case .success(let (admitted, prepared)):
+                var headers = headers
+                if let name = admitted.acceptedProtocolName {
+                    headers.add(name: protocolHeader, value: name)
+                }
+                return self.accept(prepared, headers: headers)
+            }
+        }
+
         /// Refuses: the fallback sends `error` as the request's answer.
         func refuse(_ error: HTTPErrorResponse) -> HTTPHeaders? {
             self.refusal = error
@@ -132,61 +177,31 @@ enum HTTP1Upgrades {
         }
     }
 
-    /// The WebSocket upgrade check: token (404), subprotocol (403), then the slot and the token.
+    /// The WebSocket upgrade check (`StreamingAdmission`), then the slot and the token.
     private static func shouldUpgrade(_ head: HTTPRequestHead, router: StreamRouter, decision: Decision) -> HTTPHeaders? {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
-        if let error = router.streaming.checkToken(kind: kind, token: token) {
-            return decision.refuse(error)
-        }
-        let offered = head.headers["Sec-WebSocket-Protocol"]
-        let offeredNames = offered.flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
-        if kind == .portForward, let tunnel = offeredNames.first(where: { SPDYOverWebSocketHandler.subprotocols.contains($0) }) {
-            // SPDY tunnelled over WebSocket (client-go's port-forward dialer since 1.31).
-            switch router.streaming.preparePortForward(token: token) {
-            case .failure(let error):
-                return decision.refuse(error)
-            case .success(let prepared):
-                return decision.accept(.spdyOverWebSocket(prepared), headers: ["Sec-WebSocket-Protocol": tunnel])
-            }
-        }
-        guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: offered) else {
-            return decision.refuse(HTTPErrorResponse.forbiddenSubprotocol)
-        }
-        var headers = HTTPHeaders()
-        if channelProtocol != .unnamed {
-            headers.add(name: "Sec-WebSocket-Protocol", value: channelProtocol.rawValue)
-        }
-        guard kind == .portForward else {
-            switch router.streaming.prepare(kind: kind, token: token) {
-            case .failure(let error):
-                return decision.refuse(error)
-            case .success(let prepared):
-                return decision.accept(.webSocketSession(prepared, channelProtocol), headers: headers)
-            }
-        }
-        // The port-forward channel protocols: "", v4 and v4.base64 (PROTOCOLS.md §2).
-        guard [.unnamed, .v4, .v4Base64].contains(channelProtocol) else {
-            return decision.refuse(HTTPErrorResponse.forbiddenSubprotocol)
-        }
-        switch router.streaming.preparePortForward(token: token) {
-        case .failure(let error):
-            return decision.refuse(error)
-        case .success(let prepared):
-            return decision.accept(.webSocketPortForward(prepared, channelProtocol), headers: headers)
-        }
+        return decision.decide(
+            kind: kind,
+            token: token,
+            carrier: .http1WebSocket(subprotocols: head.headers["Sec-WebSocket-Protocol"]),
+            streaming: router.streaming,
+            protocolHeader: "Sec-WebSocket-Protocol"
+        )
     }
 
     /// The answer to a streaming request that was not upgraded: what the check decided, or for a
-    /// request that asked for no upgrade at all, 404 for a bad token and 400 otherwise.
+    /// request that asked for no upgrade at all, the admission's (404 for a bad token, else 400).
     private static func refusal(for head: HTTPRequestHead, router: StreamRouter, decided: HTTPErrorResponse?) -> HTTPErrorResponse? {
         if let decided { return decided }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
-        if let error = router.streaming.checkToken(kind: kind, token: token) {
-            return error
+        switch router.streaming.admit(kind: kind, token: token, carrier: .http1WithoutUpgrade) {
+        case .failure(let refusal):
+            return refusal
+        case .success:
+            return HTTPErrorResponse(.upgradeRequired)
         }
-        return HTTPErrorResponse(status: 400, body: "a streaming URL needs an upgrade: WebSocket (or SPDY/3.1), or HTTP/2\n")
     }
 
     /// SPDY/3.1 (PROTOCOLS.md §3a, §4): `X-Stream-Protocol-Version` negotiation, then the session
@@ -196,9 +211,6 @@ enum HTTP1Upgrades {
         let router: StreamRouter
         let decision: NIOLoopBound<Decision>
         let fallback: NIOLoopBound<HTTP1FallbackHandler>
-
-        /// The SPDY port-forward protocol.
-        static let portForwardProtocol = "portforward.k8s.io"
 
         var supportedProtocol: String { "SPDY/3.1" }
         var requiredUpgradeHeaders: [String] { [] }
@@ -215,52 +227,17 @@ enum HTTP1Upgrades {
             self.decision.value.install(on: context.pipeline, fallback: self.fallback.value, streaming: self.router.streaming)
         }
 
-        /// Token (404), a protocol header at all (400), a protocol we serve (403 naming ours),
-        /// then the slot and the token.
+        /// The SPDY upgrade check (`StreamingAdmission`), then the slot and the token.
         private func check(_ request: HTTPRequestHead, responseHeaders: HTTPHeaders) -> HTTPHeaders? {
-            let decision = self.decision.value
-            let streaming = self.router.streaming
             let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
             guard let (kind, token) = StreamRouter.streamingRoute(path) else { return nil }
-            if let error = streaming.checkToken(kind: kind, token: token) {
-                return decision.refuse(error)
-            }
-            let offered = request.headers["X-Stream-Protocol-Version"]
-            guard !offered.isEmpty else {
-                return decision.refuse(HTTPErrorResponse(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n"))
-            }
-            var headers = responseHeaders
-            guard kind != .portForward else {
-                let names = offered.flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }
-                guard names.contains(Self.portForwardProtocol) else {
-                    return decision.refuse(Self.noServedProtocol([Self.portForwardProtocol]))
-                }
-                switch streaming.preparePortForward(token: token) {
-                case .failure(let error):
-                    return decision.refuse(error)
-                case .success(let prepared):
-                    headers.add(name: "X-Stream-Protocol-Version", value: Self.portForwardProtocol)
-                    return decision.accept(.spdyPortForward(prepared), headers: headers)
-                }
-            }
-            guard let chosen = SPDYRemoteCommandProtocol.negotiate(headerValues: offered) else {
-                return decision.refuse(Self.noServedProtocol(SPDYRemoteCommandProtocol.allCases.map(\.rawValue)))
-            }
-            switch streaming.prepare(kind: kind, token: token) {
-            case .failure(let error):
-                return decision.refuse(error)
-            case .success(let prepared):
-                headers.add(name: "X-Stream-Protocol-Version", value: chosen.rawValue)
-                return decision.accept(.spdySession(prepared, chosen), headers: headers)
-            }
-        }
-
-        private static func noServedProtocol(_ served: [String]) -> HTTPErrorResponse {
-            let list = served.joined(separator: ", ")
-            return HTTPErrorResponse(
-                status: 403,
-                body: "none of the offered stream protocols is served: \(list)\n",
-                additionalHeaders: ["X-Accepted-Stream-Protocol-Versions": list]
+            return self.decision.value.decide(
+                kind: kind,
+                token: token,
+                carrier: .http1SPDY(streamProtocols: request.headers["X-Stream-Protocol-Version"]),
+                streaming: self.router.streaming,
+                protocolHeader: "X-Stream-Protocol-Version",
+                headers: responseHeaders
             )
         }
     }

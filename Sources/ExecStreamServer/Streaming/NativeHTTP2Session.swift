@@ -24,7 +24,7 @@ import NIOCore
 final class NativeHTTP2SessionClient: SessionClientStream {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
-    static let contentType = "application/vnd.execstream.v1"
+    static let contentType = StreamingAdmission.nativeContentType
     /// The request header asking for a resumable attach, and the response header granting it.
     static let resumableHeader = "execstream-resumable"
     /// The stdin credit of a resumable attach.

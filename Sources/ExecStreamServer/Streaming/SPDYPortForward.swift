@@ -347,9 +347,6 @@ final class SPDYOverWebSocketHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    /// The subprotocols of the tunnel, the first being the one clients send today.
-    static let subprotocols = ["SPDY/3.1+portforward.k8s.io", "v2.portforward.k8s.io"]
-
     private let prepared: PreparedPortForward
     private let logger: Logger
     private let creationTimeout: TimeAmount

@@ -20,95 +20,71 @@ struct StreamingEndpoint: Sendable {
     /// Sessions log with it; a connection's router adds its peer.
     var logger: Logger
 
-    /// Serves one HTTP/2 request for `kind` with `token`; on the stream's event loop.
+    /// Serves one HTTP/2 request for `kind` with `token` (native framing, or WebSocket over
+    /// extended CONNECT); on the stream's event loop. Admission first (`StreamingAdmission`:
+    /// 404, 400/405/415, 403), then native's own headers (400), then the slot (429) and the token.
     func serve(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let head = stream.head
-        guard self.passesHTTP2Checks(stream, kind: kind, token: token) else { return }
-        guard head.method == "POST" else {
-            StreamRouter.respond(stream, status: 405, headers: ["allow": "POST"], body: "streaming over HTTP/2 uses POST\n")
+        let carrier: StreamingCarrier =
+            head.method == "CONNECT"
+            ? .http2ExtendedConnect(protocol: head.extendedConnectProtocol, webSocketSubprotocols: head.headers[all: "sec-websocket-protocol"])
+            : .http2(method: head.method, contentType: head.headers[first: "content-type"])
+        let admitted: StreamingProtocol
+        switch self.admit(kind: kind, token: token, carrier: carrier) {
+        case .success(let chosen):
+            admitted = chosen
+        case .failure(let refusal):
+            StreamRouter.respond(stream, refusal)
             return
         }
-        let contentType = head.headers[first: "content-type"]?.split(separator: ";").first.map { $0.trimmingWhitespace() }
-        guard contentType == NativeHTTP2SessionClient.contentType else {
-            // Checked before the token is spent: a client that got the format wrong may retry.
-            StreamRouter.respond(stream, status: 415, body: "content-type must be \(NativeHTTP2SessionClient.contentType)\n")
-            return
+        switch admitted {
+        case .native:
+            self.serveNative(stream, kind: kind, token: token)
+        case .webSocket(let channelProtocol):
+            switch self.prepare(kind: kind, token: token) {
+            case .success(let prepared):
+                WebSocketHTTP2SessionClient.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
+            case .failure(let error):
+                StreamRouter.respond(stream, error)
+            }
+        case .webSocketPortForward, .spdyOverWebSocket, .spdy, .spdyPortForward:
+            // HTTP/1.1 upgrades only: the admission never chooses them for an HTTP/2 carrier.
+            StreamRouter.respond(stream, HTTPErrorResponse(.portForwardNeedsHTTP1))
         }
+    }
+
+    /// Native framing: its own headers (a bad terminal size or resumable flag is 400, checked
+    /// before the token is spent), then the slot and the token.
+    private func serveNative(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let initialTerminalSize: TerminalSize?
         let resumable: Bool
         do {
-            initialTerminalSize = try NativeHTTP2SessionClient.initialTerminalSize(in: head)
-            resumable = try NativeHTTP2SessionClient.isResumable(head, kind: kind)
+            initialTerminalSize = try NativeHTTP2SessionClient.initialTerminalSize(in: stream.head)
+            resumable = try NativeHTTP2SessionClient.isResumable(stream.head, kind: kind)
         } catch {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
-        let prepared: PreparedSession
-        switch self.prepare(kind: kind, token: token) {
-        case .success(let session):
-            prepared = session
-        case .failure(let error):
-            StreamRouter.respond(stream, error)
-            return
-        }
-        NativeHTTP2SessionClient.serve(
-            stream,
-            plan: prepared.plan,
-            initialTerminalSize: initialTerminalSize,
-            resumable: resumable,
-            registry: self.registry,
-            logger: self.logger,
-            onRelease: prepared.release
-        )
-    }
-
-    /// Serves WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for `kind` with `token`; on the
-    /// stream's event loop. The checks are the HTTP/1.1 upgrade's: token (404), `:protocol
-    /// websocket` (400), subprotocol (403), session slot (429); then the token is spent.
-    func serveWebSocket(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
-        guard self.passesHTTP2Checks(stream, kind: kind, token: token) else { return }
-        guard stream.head.extendedConnectProtocol == "websocket" else {
-            StreamRouter.respond(stream, status: 400, body: "CONNECT on a streaming URL needs :protocol websocket (RFC 8441)\n")
-            return
-        }
-        guard let channelProtocol = KubernetesChannelProtocol.negotiate(headerValues: stream.head.headers[all: "sec-websocket-protocol"]) else {
-            StreamRouter.respond(stream, HTTPErrorResponse.forbiddenSubprotocol)
-            return
-        }
         switch self.prepare(kind: kind, token: token) {
         case .success(let prepared):
-            WebSocketHTTP2SessionClient.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
+            NativeHTTP2SessionClient.serve(
+                stream,
+                plan: prepared.plan,
+                initialTerminalSize: initialTerminalSize,
+                resumable: resumable,
+                registry: self.registry,
+                logger: self.logger,
+                onRelease: prepared.release
+            )
         case .failure(let error):
             StreamRouter.respond(stream, error)
         }
     }
 
-    /// Port-forward is served over HTTP/1.1 upgrades (WebSocket, SPDY), as clients speak it.
-    static let portForwardOverHTTP2 = HTTPErrorResponse(
-        status: 400,
-        body: "port-forward is served over WebSocket (HTTP/1.1) and SPDY/3.1, not HTTP/2\n"
-    )
-
-    /// The first checks on HTTP/2: the token, then the route's kind. False once answered.
-    private func passesHTTP2Checks(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) -> Bool {
-        if let error = self.checkToken(kind: kind, token: token) {
-            StreamRouter.respond(stream, error)
-            return false
-        }
-        if kind == .portForward {
-            StreamRouter.respond(stream, Self.portForwardOverHTTP2)
-            return false
-        }
-        return true
-    }
-
-    /// The first check of every protocol: an unknown, expired, spent or wrong-kind token is 404
-    /// whatever else is wrong. The token is not spent.
-    func checkToken(kind: StreamingRequestKind, token: String) -> HTTPErrorResponse? {
-        guard self.requests.isRedeemable(StreamingToken(rawValue: token), kind: kind) else {
-            return HTTPErrorResponse(ExecStreamError(code: .notFound, message: "unknown or expired \(kind.rawValue) token"))
-        }
-        return nil
+    /// The admission decision for every carrier: the token is looked at, never spent.
+    func admit(kind: StreamingRequestKind, token: String, carrier: StreamingCarrier) -> Result<StreamingProtocol, HTTPErrorResponse> {
+        let redeemable = self.requests.isRedeemable(StreamingToken(rawValue: token), kind: kind)
+        return StreamingAdmission.decide(kind: kind, tokenRedeemable: redeemable, carrier: carrier).mapError { HTTPErrorResponse($0) }
     }
 
     /// The last checks of an exec or attach, once the protocol's own passed (see `redeem`).

@@ -29,7 +29,7 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 
 
 class WebSocketOverH2:
-    def __init__(self, url: str, subprotocols=None, timeout: float = 30):
+    def __init__(self, url: str, subprotocols=None, timeout: float = 30, wait: bool = True):
         parsed = urllib.parse.urlsplit(url)
         self.sock = transport.connect(url, timeout, ["h2"])
         self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
@@ -51,7 +51,7 @@ class WebSocketOverH2:
         self.frames = []
         self.ended = False
         self.reset_code = None
-        while self.status is None and not self.ended:
+        while wait and self.status is None and not self.ended:
             self._pump()
 
     def _pump(self):

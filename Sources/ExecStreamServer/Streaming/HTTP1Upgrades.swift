@@ -92,11 +92,20 @@ enum HTTP1Upgrades {
 
         /// Takes the accepted upgrade and installs its handlers in place of the fallback, which
         /// speaks HTTP and must be gone before the first frame.
-        func install(on pipeline: ChannelPipeline, fallback: HTTP1FallbackHandler, streaming: StreamingEndpoint) -> EventLoopFuture<Void> {
+        ///
+        /// A client that vanished during the upgrade (its close already read, the channel no
+        /// longer active) gets nothing installed: handlers added now would never see the channel
+        /// go inactive, and a session started by them would run on for nobody. Its slot goes back.
+        func install(on channel: any Channel, fallback: HTTP1FallbackHandler, streaming: StreamingEndpoint) -> EventLoopFuture<Void> {
+            let pipeline = channel.pipeline
             guard let accepted = self.accepted else {
                 return pipeline.eventLoop.makeFailedFuture(ExecStreamError(code: .internalError, message: "an upgrade without a prepared session"))
             }
             self.accepted = nil
+            guard channel.isActive else {
+                accepted.release()
+                return pipeline.eventLoop.makeSucceededVoidFuture()
+            }
             return pipeline.syncOperations.removeHandler(fallback).flatMapThrowing {
                 try pipeline.syncOperations.addHandlers(accepted.handlers(streaming))
             }
@@ -164,7 +173,7 @@ enum HTTP1Upgrades {
                 channel.eventLoop.makeSucceededFuture(Self.shouldUpgrade(head, router: router, decision: decision.value))
             },
             upgradePipelineHandler: { channel, _ in
-                decision.value.install(on: channel.pipeline, fallback: fallback.value, streaming: router.streaming)
+                decision.value.install(on: channel, fallback: fallback.value, streaming: router.streaming)
             }
         )
         let spdy = SPDYUpgrader(router: router, decision: decision, fallback: fallback)
@@ -224,7 +233,7 @@ enum HTTP1Upgrades {
         }
 
         func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
-            self.decision.value.install(on: context.pipeline, fallback: self.fallback.value, streaming: self.router.streaming)
+            self.decision.value.install(on: context.channel, fallback: self.fallback.value, streaming: self.router.streaming)
         }
 
         /// The SPDY upgrade check (`StreamingAdmission`), then the slot and the token.

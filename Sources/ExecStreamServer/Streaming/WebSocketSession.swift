@@ -48,9 +48,12 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let plan = self.prepared.plan
-        self.send(ByteBuffer(), on: KubernetesChannelProtocolSession.firstChannel(of: plan), context: context)
         let session = ExecSession(plan: plan, registry: self.registry, client: self, logger: self.logger, onRelease: self.prepared.release)
         self.session = session
+        // Writing can find the connection reset and close it at once, channelInactive included:
+        // the session exists by then, so it hears that its client is gone, and is not started.
+        self.send(ByteBuffer(), on: KubernetesChannelProtocolSession.firstChannel(of: plan), context: context)
+        guard !self.vanished else { return }
         self.stdin = session.start()
     }
 

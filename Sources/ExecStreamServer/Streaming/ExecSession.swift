@@ -31,22 +31,13 @@ enum OutputDeliveryResult: Hashable, Sendable {
 
 /// The client side of a session, whatever the protocol (native HTTP/2, WebSocket over HTTP/1.1 or
 /// HTTP/2, SPDY). Every method is called on `eventLoop`.
-protocol SessionClientStream: AnyObject {
+protocol SessionOutputTransport: AnyObject {
     /// The loop the session runs on.
     var eventLoop: any EventLoop { get }
     /// Writes bytes of `stream` (stdout or stderr) that start at `streamOffset` in its channel.
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult
     /// Calls `callback` once the client has taken what was queued (or is gone).
     func whenWritable(_ callback: @escaping () -> Void)
-    /// After `.awaitingConfirmation`: calls `callback` once the client confirmed the write, or
-    /// with the confirmed prefix once the stream ends first (`abandonUnconfirmedOutput`).
-    func whenConfirmed(_ stream: StandardStream, _ callback: @escaping (OutputDeliveryResult) -> Void)
-    /// The session is letting go of its channels: settle every write awaiting confirmation now,
-    /// with the prefix the client confirmed.
-    func abandonUnconfirmedOutput()
-    /// A resumable client comes back after its stream breaks: only its close frame (or the end of
-    /// its request) ends stdin, never the stream's end.
-    var isResumable: Bool { get }
     /// The client asked for stdin and its end of the stdin channel is attached (nil: the channel
     /// is gone, stdin is closed for good). Called once, before any output is written, so a
     /// transport that announces stdin credit announces it first.
@@ -59,16 +50,24 @@ protocol SessionClientStream: AnyObject {
     func close()
 }
 
-extension SessionClientStream {
-    func whenConfirmed(_ stream: StandardStream, _ callback: @escaping (OutputDeliveryResult) -> Void) {
-        preconditionFailure("only a client that answers .awaitingConfirmation confirms output")
-    }
-
-    func abandonUnconfirmedOutput() {}
-
-    var isResumable: Bool { false }
-
+extension SessionOutputTransport {
     func stdinAttached(_ producer: ClientInputProducer?) {}
+}
+
+/// A transport whose client confirms what it received (resumable attach, on the native format):
+/// a write it answers `.awaitingConfirmation` is delivered only once confirmed, and its client
+/// comes back after its stream breaks. Only such a transport is asked these; the others have no
+/// part in them.
+protocol ConfirmingOutputTransport: SessionOutputTransport {
+    /// After `.awaitingConfirmation`: calls `callback` once the client confirmed the write, or
+    /// with the confirmed prefix once the stream ends first (`abandonUnconfirmedOutput`).
+    func whenConfirmed(_ stream: StandardStream, _ callback: @escaping (OutputDeliveryResult) -> Void)
+    /// The session is letting go of its channels: settle every write awaiting confirmation now,
+    /// with the prefix the client confirmed.
+    func abandonUnconfirmedOutput()
+    /// The client comes back after its stream breaks: only its close frame (or the end of its
+    /// request) ends stdin, never the stream's end.
+    var isResumable: Bool { get }
 }
 
 /// Callbacks waiting for a socket to become writable again: the `whenWritable` of the session
@@ -129,7 +128,9 @@ final class ExecSession {
     private let live = LiveObjects.Token(.sessions)
     private let plan: ExecSessionPlan
     private let registry: ChannelRegistry
-    private let client: any SessionClientStream
+    private let client: any SessionOutputTransport
+    /// The same client when it confirms output (resumable attach); nil for every other transport.
+    private let confirming: (any ConfirmingOutputTransport)?
     private let logger: Logger
     private var machine: ExecSessionStateMachine
     /// The owner part of the session's channel ids: `exec-<random>`, or the container's id.
@@ -155,11 +156,12 @@ final class ExecSession {
     /// Channels of an exec linger only briefly: nobody can reattach to them.
     static let channelOptions = IOChannelOptions(lingerTTL: .seconds(5))
 
-    init(plan: ExecSessionPlan, registry: ChannelRegistry, client: any SessionClientStream, logger: Logger, onRelease: @escaping () -> Void) {
+    init(plan: ExecSessionPlan, registry: ChannelRegistry, client: any SessionOutputTransport, logger: Logger, onRelease: @escaping () -> Void) {
         self.onRelease = onRelease
         self.plan = plan
         self.registry = registry
         self.client = client
+        self.confirming = client as? any ConfirmingOutputTransport
         self.logger = logger
         var outputs: Set<StandardStream> = []
         if plan.stdout { outputs.insert(.stdout) }
@@ -289,7 +291,10 @@ final class ExecSession {
             // the registry's watermark and memory stays bounded.
             self.client.whenWritable { acknowledge(.delivered) }
         case .awaitingConfirmation:
-            self.client.whenConfirmed(stream, acknowledge)
+            guard let confirming = self.confirming else {
+                preconditionFailure("only a ConfirmingOutputTransport answers .awaitingConfirmation")
+            }
+            confirming.whenConfirmed(stream, acknowledge)
         case .closed:
             acknowledge(.failed(deliveredByteCount: 0))
         }
@@ -464,7 +469,7 @@ final class ExecSession {
 
     private func stopReading() {
         self.acceptsOutput = false
-        self.client.abandonUnconfirmedOutput()
+        self.confirming?.abandonUnconfirmedOutput()
         for reader in self.readers {
             reader.stop()
         }
@@ -494,7 +499,7 @@ final class ExecSession {
             // The channels stay with the container: a delivery in flight goes back to the head of
             // its queue for the next attach, and stdin stays open unless the container says
             // stdin_once. A resumable client's unconfirmed bytes go back too.
-            self.client.abandonUnconfirmedOutput()
+            self.confirming?.abandonUnconfirmedOutput()
             for (stream, consumer) in self.consumers {
                 consumer.detach(from: self.channelID(stream))
             }
@@ -502,7 +507,7 @@ final class ExecSession {
             self.acceptsOutput = false
             // A client that leaves ends stdin only with stdin_once (close() decides); a preempted
             // one only lets go, and so does a resumable one (it will be back).
-            if self.wasPreempted || self.client.isResumable {
+            if self.wasPreempted || self.confirming?.isResumable == true {
                 self.stdinProducer?.detach()
             } else {
                 self.stdinProducer?.close()

@@ -10,7 +10,7 @@ import NIOWebSocket
 /// acknowledged, so the process is paused at the registry's watermark. Stdin pauses reading from
 /// the socket (autoRead) while its channel is full. The ending is status on channel 3, then a
 /// close frame with code 1000.
-final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream {
+final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = WebSocketFrame
@@ -143,7 +143,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionClientStream 
         context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
     }
 
-    // MARK: SessionClientStream
+    // MARK: SessionOutputTransport
 
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard let context = self.context, context.channel.isActive, !self.ended else { return .closed }

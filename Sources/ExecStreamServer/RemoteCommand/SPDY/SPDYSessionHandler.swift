@@ -12,7 +12,7 @@ import NIOCore
 /// is FIN on stdout and stderr, the status on the error stream and its FIN, then GOAWAY and close.
 /// SPDY has no flow control (spdystream has none): a slow client shows as the socket not being
 /// writable, which holds back the delivery and so the process.
-final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
+final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
     typealias InboundIn = ByteBuffer
@@ -218,7 +218,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionClientStream {
         context.writeAndFlush(self.wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
 
-    // MARK: SessionClientStream
+    // MARK: SessionOutputTransport
 
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard let context = self.context, context.channel.isActive, !self.ended,

@@ -21,7 +21,7 @@ import NIOCore
 ///   client may send), so the request body is always read and acknowledgements never wait
 ///   behind stdin the process is not reading;
 /// - every request frame is handled on the event loop, in order.
-final class NativeHTTP2SessionClient: SessionClientStream {
+final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
     static let contentType = StreamingAdmission.nativeContentType
@@ -40,7 +40,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         var confirmations: [StandardStream: OutputConfirmationStateMachine] = [:]
         var confirmationCallbacks: [StandardStream: (OutputDeliveryResult) -> Void] = [:]
         var stdin: ClientInputProducer?
-        var stdinCredit = InputCreditLedger(window: NativeHTTP2SessionClient.resumableStdinWindowBytes)
+        var stdinCredit = InputCreditLedger(window: NativeHTTP2SessionAdapter.resumableStdinWindowBytes)
         /// Stream offset of the next stdin byte the client sends.
         var stdinOffset: UInt64 = 0
     }
@@ -64,7 +64,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         onRelease: @escaping () -> Void
     ) {
         stream.eventLoop.preconditionInEventLoop()
-        let client = NativeHTTP2SessionClient(stream: stream, resumable: resumable)
+        let client = NativeHTTP2SessionAdapter(stream: stream, resumable: resumable)
         var headers: HTTP2Headers = ["content-type": Self.contentType]
         if resumable {
             headers.add(name: Self.resumableHeader, value: "1")
@@ -116,7 +116,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
     /// acknowledgements are read however full stdin is.
     private static func readResumableFrames(
         from stream: HTTP2ServerStream,
-        client: NIOLoopBound<NativeHTTP2SessionClient>,
+        client: NIOLoopBound<NativeHTTP2SessionAdapter>,
         session: NIOLoopBound<ExecSession>
     ) async {
         var decoder = NativeFrameDecoder()
@@ -310,7 +310,7 @@ final class NativeHTTP2SessionClient: SessionClientStream {
         _ = self.stream.writeOnEventLoop(buffer)
     }
 
-    // MARK: SessionClientStream
+    // MARK: SessionOutputTransport
 
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         let channel: RemoteCommandChannel = stream == .stderr ? .stderr : .stdout

@@ -43,7 +43,7 @@ struct StreamingEndpoint: Sendable {
         case .webSocket(let channelProtocol):
             switch self.prepare(kind: kind, token: token) {
             case .success(let prepared):
-                WebSocketHTTP2SessionClient.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
+                WebSocketHTTP2SessionAdapter.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
             case .failure(let error):
                 StreamRouter.respond(stream, error)
             }
@@ -59,15 +59,15 @@ struct StreamingEndpoint: Sendable {
         let initialTerminalSize: TerminalSize?
         let resumable: Bool
         do {
-            initialTerminalSize = try NativeHTTP2SessionClient.initialTerminalSize(in: stream.head)
-            resumable = try NativeHTTP2SessionClient.isResumable(stream.head, kind: kind)
+            initialTerminalSize = try NativeHTTP2SessionAdapter.initialTerminalSize(in: stream.head)
+            resumable = try NativeHTTP2SessionAdapter.isResumable(stream.head, kind: kind)
         } catch {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
         switch self.prepare(kind: kind, token: token) {
         case .success(let prepared):
-            NativeHTTP2SessionClient.serve(
+            NativeHTTP2SessionAdapter.serve(
                 stream,
                 plan: prepared.plan,
                 initialTerminalSize: initialTerminalSize,

@@ -6,7 +6,7 @@ import NIOCore
 /// A Kubernetes channel-protocol session over WebSocket on one HTTP/2 stream (RFC 8441: extended
 /// CONNECT with `:protocol websocket`, answered 200). The frames are RFC 6455's, carried in the
 /// stream's DATA; flow control is HTTP/2's own, as in the native format.
-final class WebSocketHTTP2SessionClient: SessionClientStream {
+final class WebSocketHTTP2SessionAdapter: SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
     private let stream: HTTP2ServerStream
@@ -34,7 +34,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
             headers.add(name: "sec-websocket-protocol", value: channelProtocol.rawValue)
         }
         stream.sendResponseHead(status: 200, headers: headers)
-        let client = WebSocketHTTP2SessionClient(stream: stream, channelProtocol: channelProtocol)
+        let client = WebSocketHTTP2SessionAdapter(stream: stream, channelProtocol: channelProtocol)
         client.sendMessage(ByteBuffer(), on: KubernetesChannelProtocolSession.firstChannel(of: prepared.plan))
         let session = ExecSession(plan: prepared.plan, registry: registry, client: client, logger: logger, onRelease: prepared.release)
         let stdin = session.start()
@@ -57,7 +57,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
     /// while stdin is paused.
     private static func readFrames(
         from stream: HTTP2ServerStream,
-        into bound: NIOLoopBound<(client: WebSocketHTTP2SessionClient, session: ExecSession)>,
+        into bound: NIOLoopBound<(client: WebSocketHTTP2SessionAdapter, session: ExecSession)>,
         receiver: NIOLoopBoundBox<KubernetesChannelProtocolSession>,
         stdin: ClientInputProducer?,
         logger: Logger
@@ -145,7 +145,7 @@ final class WebSocketHTTP2SessionClient: SessionClientStream {
         session.clientVanished()
     }
 
-    // MARK: SessionClientStream
+    // MARK: SessionOutputTransport
 
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult {
         guard !self.ended else { return .closed }

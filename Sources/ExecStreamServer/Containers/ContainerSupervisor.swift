@@ -213,7 +213,6 @@ final class ContainerSupervisor: Sendable {
 
     private func spawn(_ spec: ContainerSpec, main: MainProcessSpec, on eventLoop: any EventLoop) async throws(ExecStreamError) {
         let id = spec.id
-        let channel = { (stream: StandardStream) in IOChannelID(owner: id, stream: stream) }
         var configuration = ProcessConfiguration(
             arguments: main.command,
             environment: spec.environment,
@@ -240,25 +239,18 @@ final class ContainerSupervisor: Sendable {
         } catch {
             throw ExecStreamError(code: .failedPrecondition, message: "container \"\(id)\": cannot start its main process: \(error.message)", cause: error)
         }
-        let outputs: [(StandardStream, Int32)] = main.tty
-            ? [(.stdout, dup(process.terminal!))]
-            : [(.stdout, process.stdout!), (.stderr, process.stderr!)]
-        let input: Int32? = main.tty ? (main.stdin ? dup(process.terminal!) : nil) : process.stdin
-        for (stream, fd) in outputs {
-            _ = await ProcessOutputReader.start(fd: fd, id: channel(stream), registry: self.registry, on: eventLoop)
-        }
-        var writer: ProcessInputWriter?
-        if let input {
-            writer = await ProcessInputWriter.start(fd: input, id: channel(.stdin), isTerminal: main.tty, registry: self.registry, on: eventLoop)
-        }
         self.state.withLock { state in
-            state.entries[id] = Entry(process: MainProcess(pid: process.pid, terminal: process.terminal, spec: main), writer: writer)
+            state.entries[id] = Entry(process: MainProcess(pid: process.pid, terminal: process.terminal, spec: main), writer: nil)
         }
+        await ProcessChannelWiring.wire(
+            process, owner: id, tty: main.tty, stdin: main.stdin, registry: self.registry, on: eventLoop,
+            outputsReady: { _ in },
+            stdinReady: { writer in
+                self.state.withLock { $0.entries[id]?.writer = writer }
+            },
+            exited: { status in self.exited(id, status: status) }
+        )
         self.logger.info("main process started", metadata: ["container": "\(id)", "pid": "\(process.pid)"])
-        Task {
-            let status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
-            self.exited(id, status: status)
-        }
     }
 
     private func exited(_ id: String, status: ProcessExitStatus) {

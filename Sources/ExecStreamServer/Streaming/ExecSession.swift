@@ -429,41 +429,32 @@ final class ExecSession {
         self.processRunning = true
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         let eventLoop = self.eventLoop
-        let registry = self.registry
-        let outputs: [(StandardStream, Int32)] = self.plan.tty
-            ? [(StandardStream.stdout, process.terminal.map { dup($0) })].compactMap { stream, fd in fd.map { (stream, $0) } }
-            : [(StandardStream.stdout, process.stdout), (.stderr, process.stderr)].compactMap { stream, fd in fd.map { (stream, $0) } }
-        let input: Int32? = self.plan.tty ? (self.plan.stdin ? process.terminal.map { dup($0) } : nil) : process.stdin
-        let isTerminal = self.plan.tty
-        let ids = (stdout: self.channelID(.stdout), stderr: self.channelID(.stderr), stdin: self.channelID(.stdin))
+        let (registry, owner, tty, stdin) = (self.registry, self.owner, self.plan.tty, self.plan.stdin)
         Task {
-            var readers: [ProcessOutputReader] = []
-            for (stream, fd) in outputs {
-                let id = stream == .stdout ? ids.stdout : ids.stderr
-                if let reader = await ProcessOutputReader.start(fd: fd, id: id, registry: registry, on: eventLoop) {
-                    readers.append(reader)
+            await ProcessChannelWiring.wire(
+                process, owner: owner, tty: tty, stdin: stdin, registry: registry, on: eventLoop,
+                outputsReady: { readers in
+                    // Running: a resize sent during the start reaches the terminal now, before the
+                    // first stdin byte can reach the process (`read; stty size` must see the size
+                    // sent first).
+                    try? await eventLoop.submit {
+                        let session = loopBound.value
+                        session.readers = readers
+                        session.perform(session.machine.processStarted())
+                    }.get()
+                },
+                stdinReady: { writer in
+                    guard let writer else { return }
+                    eventLoop.execute { loopBound.value.writer = writer }
+                },
+                exited: { status in
+                    eventLoop.execute {
+                        let session = loopBound.value
+                        session.processRunning = false
+                        session.perform(session.machine.processExited(status))
+                    }
                 }
-            }
-            let started = readers
-            // Running: a resize sent during the start reaches the terminal now, before the first
-            // stdin byte can reach the process (`read; stty size` must see the size sent first).
-            try? await eventLoop.submit {
-                let session = loopBound.value
-                session.readers = started
-                session.perform(session.machine.processStarted())
-            }.get()
-            if let input {
-                // Stdin sent early waits in its channel until here. If the session has ended
-                // meanwhile, the channel's removal ends this writer through the registry.
-                let writer = await ProcessInputWriter.start(fd: input, id: ids.stdin, isTerminal: isTerminal, registry: registry, on: eventLoop)
-                eventLoop.execute { loopBound.value.writer = writer }
-            }
-            let status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
-            eventLoop.execute {
-                let session = loopBound.value
-                session.processRunning = false
-                session.perform(session.machine.processExited(status))
-            }
+            )
         }
     }
 

@@ -84,6 +84,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 FUZZ_BUILD := .build-fuzz
 fuzz: deps
+	@# The driver depends on this package by path: plan its build anew, so moved files are seen.
+	rm -f $(FUZZ_BUILD)/release.yaml
 	cd Fuzz/Driver && $(SWIFT) build -c release --scratch-path ../../$(FUZZ_BUILD) \
 		-Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
 	Fuzz/run.sh $(FUZZ_BUILD)/release/execstream-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)

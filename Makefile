@@ -69,7 +69,7 @@ test: swift-test interop-test
 soak: deps
 	EXECSTREAM_MODEL_SEQUENCES=1000000 $(SWIFT) test -c release --filter IORegistryModelTests
 
-bench: deps
+bench: deps venv
 	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(SWIFT) run -c release ExecStreamBenchmarks
 	$(SWIFT) build -c release --product execstream
@@ -77,6 +77,7 @@ bench: deps
 	$(SWIFT) build -c release --product StreamThroughput
 	python3 Benchmarks/http2_throughput.py
 	python3 Benchmarks/exec_bench.py
+	$(PYTHON) Benchmarks/idle_sessions.py
 
 # libFuzzer is in the toolchain. The driver is a package of its own (Fuzz/Driver): it has no main
 # of its own, and gold cannot link it, so lld does.

@@ -2,35 +2,21 @@
 """Writes the small seed corpus of every fuzz target into Fuzz/Corpus/<target>/.
 
 The seeds are real messages of each protocol (what crictl, the kubelet, client-go and grpcio
-send), so libFuzzer starts from valid structure and mutates from there. Run it again after
-changing it; the files are committed.
+send), so libFuzzer starts from valid structure and mutates from there. Run it with the test
+virtualenv (it uses spdy-py) after changing it: .venv/bin/python Fuzz/seeds.py. The files are
+committed.
 """
 import json
 import os
 import struct
 import zlib
 
+from spdy import dictionary as spdy_dictionary
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-SPDY_WORDS = [
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding", "accept-language",
-    "accept-ranges", "age", "allow", "authorization", "cache-control", "connection", "content-base", "content-encoding",
-    "content-language", "content-length", "content-location", "content-md5", "content-range", "content-type", "date", "etag",
-    "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since",
-    "last-modified", "location", "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
-    "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
-    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive",
-    "origin",
-]
-SPDY_FRAGMENTS = (
-    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
-    "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized"
-    "403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented503 Service Unavailable"
-    "Jan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMT"
-    "chunked,text/html,image/png,image/jpg,image/gif,application/xml,application/xhtml+xml,text/plain,text/javascript,"
-    "publicprivatemax-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0."
-)
-SPDY_DICTIONARY = b"".join(struct.pack(">I", len(w)) + w.encode() for w in SPDY_WORDS) + SPDY_FRAGMENTS.encode()
+# SPDY/3's header dictionary, from spdy-py (the interop tests' independent implementation).
+SPDY_DICTIONARY = spdy_dictionary.zdict
 
 
 def write(target, name, data):

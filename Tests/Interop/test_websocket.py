@@ -271,3 +271,68 @@ def test_a_frame_rfc_6455_forbids_fails_the_connection_with_1002(runtime, server
 
     settled(server)
     assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).stdout == b""
+
+
+# --- RFC 6455: messages (both carriers assemble them alike) ---
+
+NINE_MIB = b"\x00" + bytes(9 << 20)
+MESSAGE_FAILURES = {
+    # name: (frames as (opcode, fin, payload), expected close code)
+    "a text message that is not UTF-8": ([(1, True, b"\x00\xff\xfe")], 1007),
+    "a message of 18 MiB in two fragments (the limit is 16)": ([(2, False, NINE_MIB), (0, True, NINE_MIB)], 1009),
+    "a continuation with no message to continue": ([(0, True, b"\x00x")], 1002),
+    "a new message inside a fragmented one": ([(2, False, b"\x00a"), (2, True, b"\x00b")], 1002),
+}
+
+
+def server_frames(data: bytes) -> list:
+    """The server's (unmasked) frames in `data`: (opcode, payload)."""
+    frames = []
+    while len(data) >= 2:
+        length, offset = data[1] & 0x7F, 2
+        if length == 126:
+            length, offset = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, offset = int.from_bytes(data[2:10], "big"), 10
+        frames.append((data[0] & 0x0F, data[offset : offset + length]))
+        data = data[offset + length :]
+    return frames
+
+
+@pytest.mark.parametrize("name", MESSAGE_FAILURES)
+def test_a_bad_message_fails_the_connection_with_its_close_code_over_http1(runtime, server, name):
+    from websocket_h2 import client_frame
+
+    frames, code = MESSAGE_FAILURES[name]
+    url = exec_url(runtime, ["cat"], stdin=True)
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+    lines = [f"GET /{url.split('/', 3)[3]} HTTP/1.1", f"Host: {host_port}", "Sec-WebSocket-Protocol: v5.channel.k8s.io"]
+    sock.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in UPGRADE.items()] + ["", ""])).encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, received = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    for opcode, fin, payload in frames:
+        sock.sendall(client_frame(opcode, payload, fin, zero_mask=len(payload) > 4096))
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    opcode, payload = server_frames(received)[-1]
+    assert opcode == 8 and int.from_bytes(payload[:2], "big") == code, payload
+    assert server.is_running()
+
+
+@pytest.mark.parametrize("name", MESSAGE_FAILURES)
+def test_a_bad_message_fails_the_stream_with_its_close_code_over_http2(runtime, name):
+    from websocket_h2 import OP_CLOSE, WebSocketOverH2
+
+    frames, code = MESSAGE_FAILURES[name]
+    ws = WebSocketOverH2(exec_url(runtime, ["cat"], stdin=True), ["v5.channel.k8s.io"])
+    for opcode, fin, payload in frames:
+        ws.send(opcode, payload, fin, zero_mask=len(payload) > 4096)
+    received = ws.receive_until_close()
+    ws.close()
+    assert received[-1][0] == OP_CLOSE and int.from_bytes(received[-1][1][:2], "big") == code, received[-1]

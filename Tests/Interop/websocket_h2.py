@@ -15,9 +15,11 @@ import transport
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A masked client frame."""
-    mask = os.urandom(4)
+def client_frame(opcode: int, payload: bytes, fin: bool = True, zero_mask: bool = False) -> bytes:
+    """A masked client frame (with a zero mask the payload goes as it is: large frames, fast)."""
+    mask = bytes(4) if zero_mask else os.urandom(4)
+    if zero_mask:
+        return client_frame_head(opcode, len(payload), fin) + mask + payload
     head = bytes([(0x80 if fin else 0) | opcode])
     if len(payload) < 126:
         head += bytes([0x80 | len(payload)])
@@ -26,6 +28,16 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     else:
         head += bytes([0x80 | 127]) + struct.pack(">Q", len(payload))
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def client_frame_head(opcode: int, length: int, fin: bool = True) -> bytes:
+    """The first bytes of a masked client frame, up to its mask."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if length < 126:
+        return head + bytes([0x80 | length])
+    if length < 65536:
+        return head + bytes([0x80 | 126]) + struct.pack(">H", length)
+    return head + bytes([0x80 | 127]) + struct.pack(">Q", length)
 
 
 class WebSocketOverH2:
@@ -97,8 +109,8 @@ class WebSocketOverH2:
     def subprotocol(self):
         return self.response_headers.get("sec-websocket-protocol")
 
-    def send(self, opcode: int, payload: bytes, fin: bool = True):
-        data = client_frame(opcode, payload, fin)
+    def send(self, opcode: int, payload: bytes, fin: bool = True, zero_mask: bool = False):
+        data = client_frame(opcode, payload, fin, zero_mask)
         while data:
             window = min(self.conn.local_flow_control_window(self.stream_id), self.conn.max_outbound_frame_size)
             if window <= 0:

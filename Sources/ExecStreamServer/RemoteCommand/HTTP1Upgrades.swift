@@ -61,7 +61,6 @@ enum HTTP1Upgrades {
             case .webSocketSession(let prepared, let channelProtocol):
                 served = [
                     WebSocketFrameValidator(),
-                    aggregator,
                     WebSocketSessionHandler(channelProtocol: channelProtocol, prepared: prepared, registry: streaming.registry, logger: streaming.logger),
                 ]
             case .webSocketPortForward(let prepared, let channelProtocol):

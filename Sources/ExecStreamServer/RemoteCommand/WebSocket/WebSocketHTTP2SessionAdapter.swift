@@ -63,34 +63,22 @@ final class WebSocketHTTP2SessionAdapter: SessionOutputTransport {
         logger: Logger
     ) async {
         var decoder = WebSocketFrameDecoder()
+        var assembler = WebSocketMessageAssembler()
         var buffered = ByteBuffer()
-        var fragments: ByteBuffer?
         do {
             for try await chunk in stream.requestBody {
                 buffered.writeImmutableBuffer(chunk)
-                while let frame = try decoder.decode(buffer: &buffered) {
+                while let frame = try Self.decode(&decoder, &buffered) {
                     switch frame.opcode {
                     case .text, .binary, .continuation:
-                        var message: ByteBuffer
-                        switch (frame.opcode, fragments) {
-                        case (.continuation, nil):
-                            throw ExecStreamError(code: .malformedInput, message: "a continuation frame without a message to continue")
-                        case (.continuation, var partial?):
-                            partial.writeImmutableBuffer(frame.payload)
-                            message = partial
-                        case (_, .some):
-                            throw ExecStreamError(code: .malformedInput, message: "a new message inside a fragmented one")
-                        case (_, nil):
-                            message = frame.payload
-                        }
-                        guard frame.fin else {
-                            fragments = message
-                            continue
-                        }
-                        fragments = nil
-                        let whole = message
-                        let paused = try await stream.eventLoop.submit {
-                            try receiver.value.receive(whole, stdin: stdin, session: bound.value.session)
+                        guard let message = try assembler.receive(opcode: frame.opcode, fin: frame.fin, payload: frame.payload) else { continue }
+                        let whole = message.payload
+                        let paused = try await stream.eventLoop.submit { () throws -> Bool in
+                            do {
+                                return try receiver.value.receive(whole, stdin: stdin, session: bound.value.session)
+                            } catch let error as ExecStreamError {
+                                throw WebSocketFailure.protocolError(error.message)
+                            }
                         }.get()
                         if paused, let stdin {
                             await stdin.waitUntilResumed()
@@ -108,9 +96,9 @@ final class WebSocketHTTP2SessionAdapter: SessionOutputTransport {
             }
             // END_STREAM without a close frame: the client is gone.
             stream.eventLoop.execute { bound.value.session.clientVanished() }
-        } catch let error as ExecStreamError {
-            logger.debug("websocket over HTTP/2: protocol error", metadata: ["error": "\(error.message)"])
-            stream.eventLoop.execute { bound.value.client.protocolError(error.message, session: bound.value.session) }
+        } catch let failure as WebSocketFailure {
+            logger.debug("websocket over HTTP/2: failed", metadata: ["error": "\(failure.reason)", "code": "\(failure.closeCode)"])
+            stream.eventLoop.execute { bound.value.client.fail(failure, session: bound.value.session) }
         } catch {
             // The stream was reset or the connection lost: the close future ends the session.
         }
@@ -136,13 +124,23 @@ final class WebSocketHTTP2SessionAdapter: SessionOutputTransport {
         self.stream.finish()
     }
 
-    private func protocolError(_ message: String, session: ExecSession) {
+    /// Fails the connection with the failure's close code (RFC 6455 §7.1.7).
+    private func fail(_ failure: WebSocketFailure, session: ExecSession) {
         if !self.ended {
             self.ended = true
-            self.sendFrame(.close, WebSocketFrameEncoder.closePayload(code: 1002, reason: message))
+            self.sendFrame(.close, WebSocketFrameEncoder.closePayload(code: failure.closeCode, reason: failure.reason))
             self.stream.finish()
         }
         session.clientVanished()
+    }
+
+    /// The next frame; a decoding error as the failure it is.
+    private static func decode(_ decoder: inout WebSocketFrameDecoder, _ buffer: inout ByteBuffer) throws(WebSocketFailure) -> WebSocketFrameMessage? {
+        do {
+            return try decoder.decode(buffer: &buffer)
+        } catch {
+            throw WebSocketFailure(error)
+        }
     }
 
     // MARK: SessionOutputTransport

@@ -18,6 +18,8 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
 
     private let channelProtocol: KubernetesChannelProtocol
     private var protocolSession: KubernetesChannelProtocolSession
+    /// Joins fragmented messages (RFC 6455 §5.4), as on the RFC 8441 carrier.
+    private var assembler = WebSocketMessageAssembler()
     private let prepared: PreparedSession
     private let registry: ChannelRegistry
     private let logger: Logger
@@ -79,8 +81,15 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
-        case .binary, .text:
-            self.receive(frame.unmaskedData, context: context)
+        case .binary, .text, .continuation:
+            let opcode: WebSocketFrameOpcode = frame.opcode == .text ? .text : frame.opcode == .binary ? .binary : .continuation
+            do {
+                if let message = try self.assembler.receive(opcode: opcode, fin: frame.fin, payload: frame.unmaskedData) {
+                    self.receive(message.payload, context: context)
+                }
+            } catch {
+                self.fail(error, context: context)
+            }
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(self.wrapOutboundOut(pong), promise: nil)
@@ -95,7 +104,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
                     .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
             }
             self.clientGone()
-        case .pong, .continuation:
+        case .pong:
             break
         default:
             break
@@ -113,17 +122,18 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
                 channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
             }
         } catch {
-            self.protocolError(error.message, context: context)
+            self.fail(.protocolError(error.message), context: context)
         }
     }
 
-    private func protocolError(_ message: String, context: ChannelHandlerContext) {
-        self.logger.debug("websocket protocol error", metadata: ["error": "\(message)"])
+    /// Fails the connection with the failure's close code (RFC 6455 §7.1.7).
+    private func fail(_ failure: WebSocketFailure, context: ChannelHandlerContext) {
+        self.logger.debug("websocket failed", metadata: ["error": "\(failure.reason)", "code": "\(failure.closeCode)"])
         guard !self.ended else { return }
         self.ended = true
         var data = ByteBuffer()
-        data.write(webSocketErrorCode: .protocolError)
-        data.writeString(String(message.prefix(120)))
+        data.writeInteger(failure.closeCode)
+        data.writeString(String(failure.reason.prefix(120)))
         context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         self.clientGone()

@@ -128,6 +128,8 @@ struct ConfigurationLimitTests {
             ("http2: {maxConcurrentStreams: -1}", "concurrent streams must be between 1 and 4294967295, not -1"),
             ("http2: {maxHeaderListSize: 5000000000}", "header list size must be between 1024 and 4294967295"),
             ("grpc: {maxMessageBytes: 0}", "gRPC maximum message size must be between 1024"),
+            // Found by the configuration-file fuzz target: Yams trapped on this base-60 integer.
+            ("grpc: {maxMessageBytes: 922337203618547758:07}", "a base-60 number (a:b) too large for an integer"),
         ]
     )
     func refused(text: String, expected: String) {

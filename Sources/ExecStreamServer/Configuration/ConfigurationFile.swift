@@ -126,6 +126,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
         do {
             guard let node = try Yams.compose(yaml: text) else { return ConfigurationFile() }
             try Self.rejectUnknownKeys(in: node, schema: Self.schema, path: "")
+            try Self.rejectOverflowingSexagesimal(in: node)
             return try YAMLDecoder().decode(ConfigurationFile.self, from: node)
         } catch let error as ServerError {
             throw ServerError(code: .invalidConfiguration, message: "\(source): \(error.message)")
@@ -279,6 +280,42 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
                 try Self.rejectUnknownKeys(in: element, schema: schema, path: "\(path)[]")
             }
         case .scalar, .alias:
+            return
+        }
+    }
+
+    /// YAML 1.1 reads a plain `1:30` as the base-60 integer 90, and Yams multiplies its digits
+    /// without checking: one too long for Int would trap (found by the configuration-file fuzz
+    /// target). Such a scalar is refused here, before anything decodes it.
+    private static func rejectOverflowingSexagesimal(in node: Node) throws(ServerError) {
+        switch node {
+        case .scalar(let scalar):
+            guard scalar.style == .plain else { return }
+            var digits = Substring(scalar.string.replacingOccurrences(of: "_", with: ""))
+            if digits.first == "-" || digits.first == "+" {
+                digits = digits.dropFirst()
+            }
+            let parts = digits.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count > 1, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }) else { return }
+            var value = 0
+            for part in parts {
+                let (shifted, shiftOverflow) = value.multipliedReportingOverflow(by: 60)
+                let (sum, sumOverflow) = shifted.addingReportingOverflow(Int(part) ?? Int.max)
+                guard Int(part) != nil, !shiftOverflow, !sumOverflow else {
+                    throw ServerError(code: .invalidConfiguration, message: "\(scalar.string.prefix(40)) is a base-60 number (a:b) too large for an integer")
+                }
+                value = sum
+            }
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                try Self.rejectOverflowingSexagesimal(in: key)
+                try Self.rejectOverflowingSexagesimal(in: value)
+            }
+        case .sequence(let sequence):
+            for element in sequence {
+                try Self.rejectOverflowingSexagesimal(in: element)
+            }
+        case .alias:
             return
         }
     }

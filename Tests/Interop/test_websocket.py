@@ -234,6 +234,21 @@ def masked(first: int, payload: bytes, length_byte: int | None = None) -> bytes:
     return bytes([first]) + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def upgraded_socket(url: str) -> tuple[socket.socket, bytes]:
+    """A raw socket upgraded to WebSocket v5 (the 101 checked), and the bytes after the head."""
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+    lines = [f"GET /{url.split('/', 3)[3]} HTTP/1.1", f"Host: {host_port}", "Sec-WebSocket-Protocol: v5.channel.k8s.io"]
+    sock.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in UPGRADE.items()] + ["", ""])).encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock, rest
+
+
 HOSTILE = {
     "unmasked": bytes([0x82, 0x02, 0x00, 0x61]),
     "rsv1": masked(0xC2, b"\x00a"),
@@ -250,16 +265,7 @@ HOSTILE = {
 @pytest.mark.parametrize("name", HOSTILE)
 def test_a_frame_rfc_6455_forbids_fails_the_connection_with_1002(runtime, server, name):
     marker = f"{1000 + len(name)}.{abs(hash(name)) % 10**6:06d}"
-    url = exec_url(runtime, ["sleep", marker], stdin=True)
-    host_port = url.split("/")[2]
-    host, port = host_port.rsplit(":", 1)
-    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
-    lines = [f"GET /{url.split('/', 3)[3]} HTTP/1.1", f"Host: {host_port}", "Sec-WebSocket-Protocol: v5.channel.k8s.io"]
-    sock.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in UPGRADE.items()] + ["", ""])).encode())
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += sock.recv(65536)
-    assert received.startswith(b"HTTP/1.1 101")
+    sock, received = upgraded_socket(exec_url(runtime, ["sleep", marker], stdin=True))
     sock.sendall(HOSTILE[name])
     while chunk := sock.recv(65536):
         received += chunk
@@ -304,17 +310,7 @@ def test_a_bad_message_fails_the_connection_with_its_close_code_over_http1(runti
     from websocket_h2 import client_frame
 
     frames, code = MESSAGE_FAILURES[name]
-    url = exec_url(runtime, ["cat"], stdin=True)
-    host_port = url.split("/")[2]
-    host, port = host_port.rsplit(":", 1)
-    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
-    lines = [f"GET /{url.split('/', 3)[3]} HTTP/1.1", f"Host: {host_port}", "Sec-WebSocket-Protocol: v5.channel.k8s.io"]
-    sock.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in UPGRADE.items()] + ["", ""])).encode())
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += sock.recv(65536)
-    head, _, received = received.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101")
+    sock, received = upgraded_socket(exec_url(runtime, ["cat"], stdin=True))
     for opcode, fin, payload in frames:
         sock.sendall(client_frame(opcode, payload, fin, zero_mask=len(payload) > 4096))
     while chunk := sock.recv(65536):

@@ -13,80 +13,9 @@ import NIOWebSocket
 /// unspent); only then is the token spent. A refusal is remembered for the connection's fallback
 /// handler, which sends it as the request's answer.
 enum HTTP1Upgrades {
-    /// An upgrade the checks accepted: what it serves, with its session slot taken and its token
-    /// spent. Exactly one of `install` and `release` happens to it.
-    enum Accepted {
-        case webSocketSession(PreparedSession, KubernetesChannelProtocol)
-        case webSocketPortForward(PreparedPortForward, KubernetesChannelProtocol)
-        case spdyOverWebSocket(PreparedPortForward)
-        case spdySession(PreparedSession, SPDYRemoteCommandProtocol)
-        case spdyPortForward(PreparedPortForward)
-
-        /// Takes a session slot (429, token unspent) and spends the token for an admitted
-        /// protocol; on failure, the refusal to send.
-        static func redeem(_ admitted: StreamingProtocol, kind: StreamingRequestKind, token: String, streaming: StreamingEndpoint) -> Result<Accepted, HTTPErrorResponse> {
-            switch admitted {
-            case .webSocket(let channelProtocol):
-                return streaming.prepare(kind: kind, token: token).map { .webSocketSession($0, channelProtocol) }
-            case .webSocketPortForward(let channelProtocol):
-                return streaming.preparePortForward(token: token).map { .webSocketPortForward($0, channelProtocol) }
-            case .spdyOverWebSocket:
-                return streaming.preparePortForward(token: token).map { .spdyOverWebSocket($0) }
-            case .spdy(let chosen):
-                return streaming.prepare(kind: kind, token: token).map { .spdySession($0, chosen) }
-            case .spdyPortForward:
-                return streaming.preparePortForward(token: token).map { .spdyPortForward($0) }
-            case .native:
-                // An HTTP/2 protocol: the admission never chooses it for an HTTP/1.1 upgrade.
-                return .failure(HTTPErrorResponse(.upgradeRequired))
-            }
-        }
-
-        /// Gives the slot back: the upgrade never completed.
-        func release() {
-            switch self {
-            case .webSocketSession(let prepared, _), .spdySession(let prepared, _):
-                prepared.release()
-            case .webSocketPortForward(let prepared, _), .spdyOverWebSocket(let prepared), .spdyPortForward(let prepared):
-                prepared.release()
-            }
-        }
-
-        /// The handlers that serve the upgraded connection, after the idle timeout.
-        func handlers(_ streaming: StreamingEndpoint) -> [any ChannelHandler] {
-            let policy = streaming.policy
-            let aggregator = NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: 16 << 20)
-            let served: [any ChannelHandler]
-            switch self {
-            case .webSocketSession(let prepared, let channelProtocol):
-                served = [
-                    WebSocketFrameValidator(),
-                    WebSocketSessionHandler(channelProtocol: channelProtocol, prepared: prepared, registry: streaming.registry, logger: streaming.logger),
-                ]
-            case .webSocketPortForward(let prepared, let channelProtocol):
-                served = [WebSocketFrameValidator(), aggregator, PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
-            case .spdyOverWebSocket(let prepared):
-                served = [WebSocketFrameValidator(), SPDYOverWebSocketHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
-            case .spdySession(let prepared, let chosen):
-                served = [
-                    SPDYSessionHandler(
-                        remoteCommandProtocol: chosen,
-                        prepared: prepared,
-                        registry: streaming.registry,
-                        logger: streaming.logger,
-                        creationTimeout: policy.streamCreationTimeout
-                    )
-                ]
-            case .spdyPortForward(let prepared):
-                served = [SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
-            }
-            return StreamIdleTimeout.handlers(policy) + served
-        }
-    }
-
     /// What the upgrade check decided about the request in progress (on the connection's loop).
     final class Decision {
-        var accepted: Accepted?
+        var accepted: AcceptedUpgrade?
         var refusal: HTTPErrorResponse?
 
         /// Takes the accepted upgrade and installs its handlers in place of the fallback, which
@@ -111,7 +40,7 @@ enum HTTP1Upgrades {
         }
 
         /// Accepts `accepted`: the response headers the upgrade answers with.
-        func accept(_ accepted: Accepted, headers: HTTPHeaders) -> HTTPHeaders {
+        func accept(_ accepted: AcceptedUpgrade, headers: HTTPHeaders) -> HTTPHeaders {
             self.accepted = accepted
             return headers
         }
@@ -127,7 +56,7 @@ enum HTTP1Upgrades {
             headers: HTTPHeaders = HTTPHeaders()
         ) -> HTTPHeaders? {
             let accepted = streaming.admit(kind: kind, token: token, carrier: carrier).flatMap { admitted in
-                Accepted.redeem(admitted, kind: kind, token: token, streaming: streaming).map { (admitted, $0) }
+                AcceptedUpgrade.redeem(admitted, kind: kind, token: token, streaming: streaming).map { (admitted, $0) }
             }
             switch accepted {
             case .failure(let refusal):
@@ -166,7 +95,7 @@ enum HTTP1Upgrades {
             eventLoop: channel.eventLoop
         )
         let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: 16 << 20,
+            maxFrameSize: AcceptedUpgrade.maxWebSocketFrameByteCount,
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
                 channel.eventLoop.makeSucceededFuture(Self.shouldUpgrade(head, router: router, decision: decision.value))

@@ -41,15 +41,31 @@ struct StreamingEndpoint: Sendable {
         case .native:
             self.serveNative(stream, kind: kind, token: token)
         case .webSocket(let channelProtocol):
-            switch self.prepare(kind: kind, token: token) {
-            case .success(let prepared):
-                WebSocketHTTP2SessionAdapter.serve(stream, prepared: prepared, channelProtocol: channelProtocol, registry: self.registry, logger: self.logger)
+            switch AcceptedUpgrade.redeem(admitted, kind: kind, token: token, streaming: self) {
+            case .success(let accepted):
+                self.serveWebSocket(stream, accepted: accepted, channelProtocol: channelProtocol)
             case .failure(let error):
                 StreamRouter.respond(stream, error)
             }
         case .webSocketPortForward, .spdyOverWebSocket, .spdy, .spdyPortForward:
             // HTTP/1.1 upgrades only: the admission never chooses them for an HTTP/2 carrier.
             StreamRouter.respond(stream, HTTPErrorResponse(.portForwardNeedsHTTP1))
+        }
+    }
+
+    /// WebSocket over an HTTP/2 stream (RFC 8441): the CONNECT is answered 200, and the stream,
+    /// as an `HTTP2StreamChannel`, gets the very handlers an upgraded HTTP/1.1 connection gets.
+    private func serveWebSocket(_ stream: HTTP2ServerStream, accepted: AcceptedUpgrade, channelProtocol: KubernetesChannelProtocol) {
+        var headers = HTTP2Headers()
+        if channelProtocol != .unnamed {
+            headers.add(name: "sec-websocket-protocol", value: channelProtocol.rawValue)
+        }
+        stream.sendResponseHead(status: 200, headers: headers)
+        let handlers = AcceptedUpgrade.webSocketCodec() + accepted.handlers(self)
+        if case .failure(let error) = HTTP2StreamChannel.serve(stream, initialize: { channel in
+            try channel.pipeline.syncOperations.addHandlers(handlers)
+        }) {
+            self.logger.debug("websocket over HTTP/2: handlers not installed", metadata: ["error": "\(error)"])
         }
     }
 

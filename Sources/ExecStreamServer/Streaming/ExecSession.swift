@@ -38,10 +38,10 @@ protocol SessionOutputTransport: AnyObject {
     func writeOutput(_ stream: StandardStream, _ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int) -> SessionOutputWriteResult
     /// Calls `callback` once the client has taken what was queued (or is gone).
     func whenWritable(_ callback: @escaping () -> Void)
-    /// The client asked for stdin and its end of the stdin channel is attached (nil: the channel
-    /// is gone, stdin is closed for good). Called once, before any output is written, so a
-    /// transport that announces stdin credit announces it first.
-    func stdinAttached(_ producer: ClientInputProducer?)
+    /// The client asked for stdin, and `input` is where it goes (`input.acceptsStdin` false: the
+    /// channel is gone, stdin is closed for good). Called once, before any output is written, so
+    /// a transport that announces stdin credit announces it first.
+    func stdinAttached(_ input: SessionInput)
     /// Ends the client's output streams (FIN, close frames).
     func finishOutputs(_ streams: Set<StandardStream>)
     /// Writes the status and ends the response.
@@ -51,7 +51,7 @@ protocol SessionOutputTransport: AnyObject {
 }
 
 extension SessionOutputTransport {
-    func stdinAttached(_ producer: ClientInputProducer?) {}
+    func stdinAttached(_ input: SessionInput) {}
 }
 
 /// A transport whose client confirms what it received (resumable attach, on the native format):
@@ -145,6 +145,8 @@ final class ExecSession {
     /// Decodes the resize channel (see `resizeReceived`).
     private var resizes = TerminalSizeDecoder()
     private var stdinProducer: ClientInputProducer?
+    /// Where the client's events go; made by `start()`.
+    private var input: SessionInput?
     private var drainTimer: Scheduled<Void>?
     /// False once the outputs are finished or abandoned: a late delivery must not follow them.
     private var acceptsOutput = true
@@ -202,10 +204,12 @@ final class ExecSession {
 
     /// Exec: registers the channels and attaches the client's ends, then lets the machine start
     /// the process, so nothing the process writes can be missed and stdin sent early waits in its
-    /// channel. Attach: the machine attaches at once. Returns the producer the client's stdin
-    /// frames go to (nil without stdin).
-    func start() -> ClientInputProducer? {
+    /// channel. Attach: the machine attaches at once. Returns where the adapter puts every
+    /// client event from now on.
+    func start() -> SessionInput {
         self.eventLoop.preconditionInEventLoop()
+        let input = SessionInput(producer: self.stdinProducer, session: NIOLoopBound(self, eventLoop: self.eventLoop))
+        self.input = input
         if case .exec = self.plan.target {
             for stream in self.machine.configuration.outputs {
                 _ = self.registry.register(self.channelID(stream), options: Self.channelOptions)
@@ -216,17 +220,19 @@ final class ExecSession {
             self.attachClientEnds()
         }
         self.perform(self.machine.clientStreamsReady())
-        return self.stdinProducer
+        return input
     }
 
     /// Attaches the client as consumer of the output channels and producer of stdin. A channel
     /// that has already ended (an attach after the main process exited) counts as drained.
     private func attachClientEnds() {
         if let stdinProducer = self.stdinProducer, !stdinProducer.attach() {
+            // The channel has ended: stdin is closed for good, and the input says so.
+            stdinProducer.detach()
             self.stdinProducer = nil
         }
-        if self.plan.stdin {
-            self.client.stdinAttached(self.stdinProducer)
+        if self.plan.stdin, let input = self.input {
+            self.client.stdinAttached(input)
         }
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         for stream in self.machine.configuration.outputs {
@@ -241,9 +247,10 @@ final class ExecSession {
         }
     }
 
-    // MARK: Client events
+    // MARK: Client events (from `SessionInput`, on the loop)
 
-    /// The client sent a terminal size.
+    /// The client's terminal size, known before the session starts (the native format's
+    /// `execstream-terminal-size` header).
     func terminalResized(_ size: TerminalSize) {
         self.perform(self.machine.terminalResized(size))
     }
@@ -265,8 +272,12 @@ final class ExecSession {
         }
     }
 
-    /// The client's stream is gone (reset, connection lost, protocol error).
-    func clientVanished() {
+    /// The client is gone before the session ended it. The same for every transport and every
+    /// reason: an exec's process group is killed (unless the policy says otherwise) and the
+    /// session lets go of everything; an attach lets go of the container's channels, ending
+    /// stdin only with stdin_once.
+    func clientGone(_ reason: ClientGoneReason) {
+        self.logger.debug("client gone", metadata: ["reason": "\(reason)"])
         self.perform(self.machine.clientVanished())
     }
 
@@ -509,6 +520,8 @@ final class ExecSession {
             }
         }
         self.stdinProducer = nil
+        // The input refers to this session: letting go of it breaks the cycle.
+        self.input = nil
         if let terminal = self.process?.terminal {
             close(terminal)
         }

@@ -39,7 +39,7 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
     private struct ResumableState {
         var confirmations: [StandardStream: OutputConfirmationStateMachine] = [:]
         var confirmationCallbacks: [StandardStream: (OutputDeliveryResult) -> Void] = [:]
-        var stdin: ClientInputProducer?
+        var stdin: SessionInput?
         var stdinCredit = InputCreditLedger(window: NativeHTTP2SessionAdapter.resumableStdinWindowBytes)
         /// Stream offset of the next stdin byte the client sends.
         var stdinOffset: UInt64 = 0
@@ -74,24 +74,20 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
         if let initialTerminalSize {
             session.terminalResized(initialTerminalSize)
         }
-        let stdin = session.start()
-        let loopBound = NIOLoopBound(session, eventLoop: stream.eventLoop)
+        let input = session.start()
         stream.closeFuture.whenSuccess { reason in
-            switch reason {
-            case .finished:
-                break
-            case .reset, .connectionClosed:
-                loopBound.value.clientVanished()
+            if let gone = ClientGoneReason(reason) {
+                input.receive(.gone(gone))
             }
         }
         if resumable {
             let boundClient = NIOLoopBound(client, eventLoop: stream.eventLoop)
             Task {
-                await Self.readResumableFrames(from: stream, client: boundClient, session: loopBound)
+                await Self.readResumableFrames(from: stream, client: boundClient, input: input)
             }
         } else {
             Task {
-                await Self.readFrames(from: stream, into: loopBound, stdin: stdin)
+                await Self.readFrames(from: stream, into: input)
             }
         }
     }
@@ -117,7 +113,7 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
     private static func readResumableFrames(
         from stream: HTTP2ServerStream,
         client: NIOLoopBound<NativeHTTP2SessionAdapter>,
-        session: NIOLoopBound<ExecSession>
+        input: SessionInput
     ) async {
         var decoder = NativeFrameDecoder()
         var buffered = ByteBuffer()
@@ -129,7 +125,7 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
                 while let frame = try decoder.decode(buffer: &buffered) {
                     switch frame {
                     case .data(.resize, let payload):
-                        eventLoop.execute { session.value.resizeReceived(payload) }
+                        input.receive(.resize(payload))
                     case .data(.stdin, _), .close(.stdin), .acknowledge:
                         frames.append(frame)
                     case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize),
@@ -154,40 +150,41 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
         }
     }
 
-    /// Decodes the request body: stdin into its channel (pausing with it), resizes into the
-    /// session. A malformed frame resets the stream, which ends the session as a vanished client.
-    private static func readFrames(from stream: HTTP2ServerStream, into session: NIOLoopBound<ExecSession>, stdin: ClientInputProducer?) async {
+    /// Decodes the request body into client events; reading waits while stdin is paused. A
+    /// malformed frame resets the stream, and the session hears that its client is gone.
+    private static func readFrames(from stream: HTTP2ServerStream, into input: SessionInput) async {
         var decoder = NativeFrameDecoder()
         var buffered = ByteBuffer()
         do {
             for try await chunk in stream.requestBody {
                 buffered.writeImmutableBuffer(chunk)
+                var verdict = ClientInputVerdict.readMore
                 while let frame = try decoder.decode(buffer: &buffered) {
                     switch frame {
                     case .data(.stdin, let payload):
-                        stdin?.produce(payload)
+                        verdict = input.receive(.stdin(payload))
                     case .data(.resize, let payload):
-                        session.eventLoop.execute { session.value.resizeReceived(payload) }
+                        input.receive(.resize(payload))
                     case .close(.stdin):
-                        stdin?.close()
+                        input.receive(.stdinClosed)
                     case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize),
                         .position, .acknowledge, .stdinWindow:
                         throw ExecStreamError(code: .malformedInput, message: "a client may only send stdin, resize and close(stdin) frames")
                     }
                 }
                 buffered.discardReadBytes()
-                await stdin?.waitUntilResumed()
+                if verdict == .pauseReading {
+                    await input.readable()
+                }
             }
             _ = try decoder.decodeLast(buffer: &buffered, seenEOF: true)
             // END_STREAM ends stdin (a second close after a close frame changes nothing).
-            stdin?.close()
+            input.receive(.stdinClosed)
         } catch let error as ExecStreamError {
-            stdin?.detach()
             stream.reset(code: HTTP2ErrorCode.protocolError)
-            _ = error
+            input.receive(.gone(.protocolError(error.message)))
         } catch {
-            // The stream was reset or the connection lost: the close future ends the session.
-            stdin?.detach()
+            // The stream was reset or the connection lost: the close future says so.
         }
     }
 
@@ -207,13 +204,13 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
 
     /// Starts a resumable attach's stdin, before any output: the first window names where the
     /// client sends from (or a close frame says stdin is closed for good).
-    func stdinAttached(_ producer: ClientInputProducer?) {
+    func stdinAttached(_ input: SessionInput) {
         guard self.resumable != nil else { return }
-        guard let producer, let taken = producer.channelReceivedByteCount else {
+        guard let taken = input.stdinChannelOffset else {
             self.write(.close(.stdin))
             return
         }
-        self.resumable?.stdin = producer
+        self.resumable?.stdin = input
         self.resumable?.stdinOffset = UInt64(taken)
         if let grant = self.resumable?.stdinCredit.start() {
             self.grantStdin(grant)
@@ -228,7 +225,7 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
             case .data(.stdin, let payload):
                 self.stdinReceived(payload)
             case .close(.stdin):
-                self.resumable!.stdin?.close()
+                self.resumable!.stdin?.receive(.stdinClosed)
                 self.resumable!.stdin = nil
             case .acknowledge(let channel, let offset):
                 self.acknowledged(channel == .stderr ? .stderr : .stdout, offset: offset)
@@ -241,7 +238,7 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
 
     /// Stdin bytes within the client's credit go into the channel, and credit comes back.
     private func stdinReceived(_ payload: ByteBuffer) {
-        guard let producer = self.resumable!.stdin else { return }
+        guard let input = self.resumable!.stdin else { return }
         let byteCount = Int64(payload.readableBytes)
         do {
             try self.resumable!.stdinCredit.received(byteCount)
@@ -249,8 +246,8 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
             return self.failed(code: HTTP2ErrorCode.flowControlError)
         }
         self.resumable!.stdinOffset += UInt64(byteCount)
-        producer.produce(payload)
-        self.carryOut(self.resumable!.stdinCredit.taken(byteCount, channelPaused: producer.isPaused))
+        let verdict = input.receive(.stdin(payload))
+        self.carryOut(self.resumable!.stdinCredit.taken(byteCount, channelPaused: verdict == .pauseReading))
     }
 
     /// The client holds every byte of `stream` before `offset`.
@@ -265,14 +262,16 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
         }
     }
 
-    /// The request body broke (`code` nil: the stream is gone already) or broke the protocol
-    /// (reset with `code`): stdin is let go, and the close future ends the session.
+    /// The request body broke (`code` nil: the stream is gone already, and the close future
+    /// says so) or broke the protocol (reset with `code`): no more stdin is taken, and the
+    /// session hears that its client is gone.
     private func failed(code: UInt32?) {
-        self.resumable?.stdin?.detach()
+        let input = self.resumable?.stdin
         self.resumable?.stdin = nil
         if let code, !self.responseEnded {
             self.responseEnded = true
             self.stream.reset(code: code)
+            input?.receive(.gone(.protocolError("HTTP/2 error \(code)")))
         }
     }
 
@@ -285,14 +284,14 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
         case .awaitResume:
             let client = NIOLoopBound(self, eventLoop: self.eventLoop)
             let eventLoop = self.eventLoop
-            self.resumable?.stdin?.whenResumed {
+            self.resumable?.stdin?.whenReadable {
                 eventLoop.execute { client.value.stdinResumed() }
             }
         }
     }
 
     private func stdinResumed() {
-        guard let producer = self.resumable?.stdin, !producer.isDone, let action = self.resumable?.stdinCredit.resumed(channelPaused: producer.isPaused)
+        guard let input = self.resumable?.stdin, input.acceptsStdin, let action = self.resumable?.stdinCredit.resumed(channelPaused: input.stdinIsPaused)
         else { return }
         self.carryOut(action)
     }
@@ -381,6 +380,17 @@ final class NativeHTTP2SessionAdapter: ConfirmingOutputTransport {
         if !self.responseEnded {
             self.responseEnded = true
             self.stream.reset(code: HTTP2ErrorCode.cancel)
+        }
+    }
+}
+
+extension ClientGoneReason {
+    /// Why the client of a stream that closed is gone; nil if the stream finished normally.
+    init?(_ reason: HTTP2StreamCloseReason) {
+        switch reason {
+        case .finished: return nil
+        case .reset: self = .reset
+        case .connectionClosed: self = .connectionLost
         }
     }
 }

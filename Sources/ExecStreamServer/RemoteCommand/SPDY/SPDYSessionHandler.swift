@@ -30,7 +30,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     private var streams: SPDYStreamSetup
     private var context: ChannelHandlerContext?
     private var session: ExecSession?
-    private var stdin: ClientInputProducer?
+    private var input: SessionInput?
     private var creationTimer: Scheduled<Void>?
     private var writability = WritabilityWaiters()
     private var ended = false
@@ -82,8 +82,8 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
         self.ended = true
         self.streams.connectionClosed()
         self.writability.resume()
-        if let session = self.session {
-            session.clientVanished()
+        if let input = self.input {
+            input.receive(.gone(.connectionLost))
         } else {
             self.releaseUnstarted()
         }
@@ -157,9 +157,9 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
             case .stdin(let bytes):
                 self.stdinReceived(bytes)
             case .stdinEnded:
-                self.stdin?.close()
+                self.input?.receive(.stdinClosed)
             case .resize(let bytes):
-                self.session?.resizeReceived(bytes)
+                self.input?.receive(.resize(bytes))
             case .pong(let id):
                 self.write(.ping(id: id))
             case .pauseReading:
@@ -174,12 +174,11 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     }
 
     private func stdinReceived(_ payload: ByteBuffer) {
-        guard let stdin = self.stdin else { return }
-        stdin.produce(payload)
-        if stdin.isPaused, let channel = self.context?.channel {
+        guard let input = self.input else { return }
+        if input.receive(.stdin(payload)) == .pauseReading, let channel = self.context?.channel {
             // The process is behind (SPDY has no flow control): stop reading the socket.
             try? channel.syncOptions?.setOption(.autoRead, value: false)
-            stdin.whenResumed {
+            input.whenReadable {
                 channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
             }
         }
@@ -191,7 +190,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
         let session = ExecSession(plan: self.prepared.plan, registry: self.registry, client: self, logger: self.logger, onRelease: self.prepared.release)
         self.released = true
         self.session = session
-        self.stdin = session.start()
+        self.input = session.start()
     }
 
     private func releaseUnstarted() {
@@ -265,7 +264,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     /// session, so letting go of it here is what frees both (with the connection's zlib streams).
     func close() {
         self.session = nil
-        self.stdin = nil
+        self.input = nil
         guard !self.ended else { return }
         self.perform(self.streams.sessionEnded())
     }

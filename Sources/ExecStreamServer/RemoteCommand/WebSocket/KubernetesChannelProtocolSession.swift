@@ -16,23 +16,19 @@ struct KubernetesChannelProtocolSession {
         plan.stdout ? .stdout : (plan.stderr && !plan.tty ? .stderr : .error)
     }
 
-    /// Carries out one client message. Returns true when stdin is now paused: read no more from
-    /// the client until `stdin.whenResumed`. Throws on a malformed message (close with 1002).
-    mutating func receive(_ message: ByteBuffer, stdin: ClientInputProducer?, session: ExecSession) throws(ExecStreamError) -> Bool {
+    /// The client event one client message is; nil for a message that means nothing (empty
+    /// stdin, a channel that is not the client's to write: dropped, as upstream does). Throws on
+    /// a malformed message (close with 1002).
+    func event(for message: ByteBuffer) throws(ExecStreamError) -> ClientEvent? {
         switch try ChannelMessageCodec.decode(message, protocol: self.channelProtocol) {
         case .data(.stdin, let payload):
-            guard let stdin, payload.readableBytes > 0 else { return false }
-            stdin.produce(payload)
-            return stdin.isPaused
+            return payload.readableBytes > 0 ? .stdin(payload) : nil
         case .data(.resize, let payload):
-            session.resizeReceived(payload)
-            return false
+            return .resize(payload)
         case .close(.stdin):
-            stdin?.close()
-            return false
+            return .stdinClosed
         case .data(.stdout, _), .data(.stderr, _), .data(.error, _), .close(.stdout), .close(.stderr), .close(.error), .close(.resize):
-            // Channels that are not the client's to write are dropped, as upstream does.
-            return false
+            return nil
         }
     }
 

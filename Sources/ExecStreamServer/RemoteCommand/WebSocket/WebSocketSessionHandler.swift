@@ -25,7 +25,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var session: ExecSession?
-    private var stdin: ClientInputProducer?
+    private var input: SessionInput?
     private var writability = WritabilityWaiters()
     /// The status and the close frame have been sent.
     private var ended = false
@@ -56,11 +56,11 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
         // the session exists by then, so it hears that its client is gone, and is not started.
         self.send(ByteBuffer(), on: KubernetesChannelProtocolSession.firstChannel(of: plan), context: context)
         guard !self.vanished else { return }
-        self.stdin = session.start()
+        self.input = session.start()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.clientGone()
+        self.clientGone(.connectionLost)
         self.writability.resume()
         context.fireChannelInactive()
     }
@@ -74,7 +74,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug("websocket session error", metadata: ["error": "\(error)"])
-        self.clientGone()
+        self.clientGone(.protocolError("\(error)"))
         context.close(promise: nil)
     }
 
@@ -103,7 +103,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
                 context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)))
                     .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
             }
-            self.clientGone()
+            self.clientGone(.closed)
         case .pong:
             break
         default:
@@ -112,17 +112,19 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
     }
 
     private func receive(_ message: ByteBuffer, context: ChannelHandlerContext) {
-        guard let session = self.session else { return }
+        guard let input = self.input else { return }
+        let event: ClientEvent?
         do {
-            guard try self.protocolSession.receive(message, stdin: self.stdin, session: session), let stdin = self.stdin else { return }
-            // The process is behind: stop reading the socket until its stdin has room.
-            try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-            let channel = context.channel
-            stdin.whenResumed {
-                channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
-            }
+            event = try self.protocolSession.event(for: message)
         } catch {
-            self.fail(.protocolError(error.message), context: context)
+            return self.fail(.protocolError(error.message), context: context)
+        }
+        guard let event, input.receive(event) == .pauseReading else { return }
+        // The process is behind: stop reading the socket until its stdin has room.
+        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+        let channel = context.channel
+        input.whenReadable {
+            channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
         }
     }
 
@@ -136,15 +138,20 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
         data.writeString(String(failure.reason.prefix(120)))
         context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
-        self.clientGone()
+        self.clientGone(.protocolError(failure.reason))
     }
 
-    private func clientGone() {
+    /// The session decides what a client that is gone means (its stdin, its process, its
+    /// channels). Before it has started (the first write found the connection reset), the
+    /// session, not started, only lets go.
+    private func clientGone(_ reason: ClientGoneReason) {
         guard !self.vanished else { return }
         self.vanished = true
-        // The session decides what the client's stdin becomes (exec: detached; attach: closed
-        // only with stdin_once).
-        self.session?.clientVanished()
+        if let input = self.input {
+            input.receive(.gone(reason))
+        } else {
+            self.session?.clientGone(reason)
+        }
     }
 
     private func send(_ payload: ByteBuffer, on channel: RemoteCommandChannel, context: ChannelHandlerContext) {
@@ -194,7 +201,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
     /// session, so letting go of it here frees both.
     func close() {
         self.session = nil
-        self.stdin = nil
+        self.input = nil
         guard let context = self.context, !self.ended else { return }
         self.ended = true
         context.close(promise: nil)

@@ -1,0 +1,78 @@
+import ExecStreamCore
+import NIOCore
+
+/// The input side of a session: where an adapter puts every `ClientEvent`, from any thread.
+///
+/// Stdin goes straight into the session's stdin channel (no hop: it is the hot path of input),
+/// and the verdict says whether the adapter may read on. Resizes and a vanished client go to the
+/// session on its event loop. Nothing here is protocol-specific, so every transport pauses,
+/// ends stdin and vanishes in exactly the same way.
+final class SessionInput: Sendable {
+    private let producer: ClientInputProducer?
+    private let session: NIOLoopBound<ExecSession>
+
+    init(producer: ClientInputProducer?, session: NIOLoopBound<ExecSession>) {
+        self.producer = producer
+        self.session = session
+    }
+
+    /// Carries out what the client did.
+    @discardableResult
+    func receive(_ event: ClientEvent) -> ClientInputVerdict {
+        switch event {
+        case .stdin(let bytes):
+            guard let producer = self.producer, bytes.readableBytes > 0 else { return .readMore }
+            producer.produce(bytes)
+            return producer.isPaused ? .pauseReading : .readMore
+        case .stdinClosed:
+            self.producer?.close()
+            return .readMore
+        case .resize(let bytes):
+            self.onSessionLoop { $0.resizeReceived(bytes) }
+            return .readMore
+        case .gone(let reason):
+            self.onSessionLoop { $0.clientGone(reason) }
+            return .readMore
+        }
+    }
+
+    /// Calls `callback` (from any thread) once the adapter may read on after `.pauseReading`;
+    /// at once if it may already.
+    func whenReadable(_ callback: @escaping @Sendable () -> Void) {
+        guard let producer = self.producer else { return callback() }
+        producer.whenResumed(callback)
+    }
+
+    /// Returns once the adapter may read on after `.pauseReading`.
+    func readable() async {
+        await self.producer?.waitUntilResumed()
+    }
+
+    /// Whether stdin still takes bytes: the client asked for it, its channel exists, and neither
+    /// the client nor the session has ended it.
+    var acceptsStdin: Bool {
+        guard let producer = self.producer else { return false }
+        return !producer.isDone
+    }
+
+    /// Whether stdin is above its channel's high watermark.
+    var stdinIsPaused: Bool {
+        self.producer?.isPaused ?? false
+    }
+
+    /// The stream offset of the next stdin byte (what the stdin channel has received from every
+    /// client so far); nil without stdin.
+    var stdinChannelOffset: Int? {
+        guard self.acceptsStdin else { return nil }
+        return self.producer?.channelReceivedByteCount
+    }
+
+    private func onSessionLoop(_ work: @escaping @Sendable (ExecSession) -> Void) {
+        let session = self.session
+        if session.eventLoop.inEventLoop {
+            work(session.value)
+        } else {
+            session.eventLoop.execute { work(session.value) }
+        }
+    }
+}

@@ -165,6 +165,8 @@ let package = Package(
                 "ExecStreamHTTP1",
                 "ExecStreamServer",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Fuzz/Targets",
             swiftSettings: strictSettings

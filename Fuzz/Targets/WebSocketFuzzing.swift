@@ -64,16 +64,17 @@ enum WebSocketFuzzing {
         defer { _ = try? channel.finish() }
         try! channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: Self.maxFrameByteCount)))
         var frames: [Frame] = []
-        do {
-            for piece in pieces {
+        var failed = false
+        for piece in pieces where !failed {
+            do {
                 try channel.writeInbound(ByteBuffer(bytes: piece))
-                while let frame = try channel.readInbound(as: WebSocketFrame.self) {
-                    frames.append(Frame(frame))
-                }
+            } catch {
+                failed = true  // the frames decoded before the error are still read below
             }
-        } catch {
-            return (frames, true)
+            while let frame = try? channel.readInbound(as: WebSocketFrame.self) {
+                frames.append(Frame(frame))
+            }
         }
-        return (frames, false)
+        return (frames, failed)
     }
 }

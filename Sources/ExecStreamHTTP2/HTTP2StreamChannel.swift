@@ -249,18 +249,16 @@ public final class HTTP2StreamChannel: Channel, ChannelCore, @unchecked Sendable
         if self.eventLoop.inEventLoop {
             return self.eventLoop.makeCompletedFuture { try self.setOption0(option, value: value) }
         }
-        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
-        return self.eventLoop.submit { try loopBound.value.setOption0(option, value: value) }
+        // Off the loop: the channel is Sendable, and its state is touched only in the hop.
+        return self.eventLoop.submit { try self.setOption0(option, value: value) }
     }
 
     public func getOption<Option: ChannelOption>(_ option: Option) -> EventLoopFuture<Option.Value> {
         if self.eventLoop.inEventLoop {
             return self.eventLoop.makeCompletedFuture { try self.getOption0(option) }
         }
-        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         return self.eventLoop.flatSubmit {
-            let channel = loopBound.value
-            return channel.eventLoop.makeCompletedFuture { try channel.getOption0(option) }
+            self.eventLoop.makeCompletedFuture { try self.getOption0(option) }
         }
     }
 

@@ -54,10 +54,11 @@ extension SessionOutputTransport {
     func stdinAttached(_ input: SessionInput) {}
 }
 
-/// A transport whose client confirms what it received (resumable attach, on the native format):
-/// a write it answers `.awaitingConfirmation` is delivered only once confirmed, and its client
-/// comes back after its stream breaks. Only such a transport is asked these; the others have no
-/// part in them.
+/// A transport whose client confirms what it received and comes back after its stream breaks
+/// (a resumable attach, on the native format): a write it answers `.awaitingConfirmation` is
+/// delivered only once confirmed, and when it goes, only its close frame (or the end of its
+/// request) has ended stdin, never the stream's end. Only such a transport is asked these; the
+/// others have no part in them.
 protocol ConfirmingOutputTransport: SessionOutputTransport {
     /// After `.awaitingConfirmation`: calls `callback` once the client confirmed the write, or
     /// with the confirmed prefix once the stream ends first (`abandonUnconfirmedOutput`).
@@ -65,9 +66,6 @@ protocol ConfirmingOutputTransport: SessionOutputTransport {
     /// The session is letting go of its channels: settle every write awaiting confirmation now,
     /// with the prefix the client confirmed.
     func abandonUnconfirmedOutput()
-    /// The client comes back after its stream breaks: only its close frame (or the end of its
-    /// request) ends stdin, never the stream's end.
-    var isResumable: Bool { get }
 }
 
 /// Callbacks waiting for a socket to become writable again: the `whenWritable` of the session
@@ -509,7 +507,7 @@ final class ExecSession {
             self.acceptsOutput = false
             // A client that leaves ends stdin only with stdin_once (close() decides); a preempted
             // one only lets go, and so does a resumable one (it will be back).
-            if self.wasPreempted || self.confirming?.isResumable == true {
+            if self.wasPreempted || self.confirming != nil {
                 self.stdinProducer?.detach()
             } else {
                 self.stdinProducer?.close()

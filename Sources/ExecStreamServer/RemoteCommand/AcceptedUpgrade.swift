@@ -71,7 +71,12 @@ enum AcceptedUpgrade {
         case .webSocketPortForward(let prepared, let channelProtocol):
             served = [WebSocketFrameValidator(), aggregator, PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
         case .spdyOverWebSocket(let prepared):
-            served = [WebSocketFrameValidator(), SPDYOverWebSocketHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
+            // The same SPDY port-forward handler as on a TCP upgrade, over a WebSocket byte carrier.
+            served = [
+                WebSocketFrameValidator(),
+                WebSocketByteStreamHandler(),
+                SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout),
+            ]
         case .spdySession(let prepared, let chosen):
             served = [
                 SPDYSessionHandler(

@@ -3,7 +3,6 @@ import ExecStreamHTTP1
 import Logging
 import NIOCore
 import NIOPosix
-import NIOWebSocket
 
 /// Port-forward over a SPDY/3.1 session, protocol `portforward.k8s.io` (PROTOCOLS.md §4), on
 /// whatever carries the session's bytes: the upgraded TCP connection, or WebSocket binary
@@ -279,7 +278,8 @@ final class SPDYPortForwardConnection {
     }
 }
 
-/// The upgraded TCP connection of a SPDY port-forward.
+/// A SPDY port-forward on whatever carries its bytes: the upgraded TCP connection, or a WebSocket
+/// made a byte carrier by `WebSocketByteStreamHandler`.
 final class SPDYPortForwardHandler: ChannelInboundHandler {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
@@ -330,87 +330,6 @@ final class SPDYPortForwardHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.connection?.close()
         self.prepared.release()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-}
-
-/// The SPDY port-forward session tunnelled over WebSocket (`SPDY/3.1+portforward.k8s.io`, also
-/// accepted as `v2.portforward.k8s.io`): binary message payloads are one raw byte stream each
-/// way; message boundaries mean nothing. The end is close code 1000.
-final class SPDYOverWebSocketHandler: ChannelInboundHandler {
-    /// Counted while alive (see `LiveObjects`).
-    private let live = LiveObjects.Token(.adapters)
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
-
-    private let prepared: PreparedPortForward
-    private let logger: Logger
-    private let creationTimeout: TimeAmount
-    private var connection: SPDYPortForwardConnection?
-    private var released = false
-
-    init(prepared: PreparedPortForward, logger: Logger, creationTimeout: TimeAmount) {
-        self.prepared = prepared
-        self.logger = logger
-        self.creationTimeout = creationTimeout
-    }
-
-    /// The connection's closures hold the context, which holds this handler: let go of the
-    /// connection when the pipeline lets go of the handler.
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.connection = nil
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        let channel = context.channel
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let pending = NIOLoopBoundBox(ByteBuffer(), eventLoop: context.eventLoop)
-        self.connection = SPDYPortForwardConnection(
-            sandboxID: self.prepared.sandbox.id,
-            eventLoop: context.eventLoop,
-            logger: self.logger,
-            creationTimeout: self.creationTimeout,
-            output: { bytes, flush in
-                pending.value.writeImmutableBuffer(bytes)
-                guard flush else { return }
-                let frame = WebSocketFrame(fin: true, opcode: .binary, data: pending.value)
-                pending.value = ByteBuffer()
-                bound.value.writeAndFlush(NIOAny(frame), promise: nil)
-            },
-            closeTransport: {
-                var code = ByteBuffer()
-                code.write(webSocketErrorCode: .normalClosure)
-                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
-            }
-        )
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = self.unwrapInboundIn(data)
-        switch frame.opcode {
-        case .binary, .text, .continuation:
-            self.connection?.receive(frame.unmaskedData)
-        case .ping:
-            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
-        case .connectionClose:
-            self.connection?.close()
-        default:
-            break
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.connection?.close()
-        if !self.released {
-            self.released = true
-            self.prepared.release()
-        }
         context.fireChannelInactive()
     }
 

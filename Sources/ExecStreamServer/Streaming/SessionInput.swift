@@ -76,3 +76,15 @@ final class SessionInput: Sendable {
         }
     }
 }
+
+extension SessionInput {
+    /// After `.pauseReading`, for an adapter on a channel pipeline (WebSocket, SPDY): stops
+    /// reading `channel` (so the socket's or the stream's own flow control holds the client back)
+    /// until stdin has room again.
+    func pauseReading(_ channel: any Channel) {
+        try? channel.syncOptions?.setOption(.autoRead, value: false)
+        self.whenReadable {
+            channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
+        }
+    }
+}

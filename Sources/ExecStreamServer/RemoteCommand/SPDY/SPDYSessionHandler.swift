@@ -174,13 +174,10 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     }
 
     private func stdinReceived(_ payload: ByteBuffer) {
-        guard let input = self.input else { return }
-        if input.receive(.stdin(payload)) == .pauseReading, let channel = self.context?.channel {
+        guard let input = self.input, let channel = self.context?.channel else { return }
+        if input.receive(.stdin(payload)) == .pauseReading {
             // The process is behind (SPDY has no flow control): stop reading the socket.
-            try? channel.syncOptions?.setOption(.autoRead, value: false)
-            input.whenReadable {
-                channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
-            }
+            input.pauseReading(channel)
         }
     }
 

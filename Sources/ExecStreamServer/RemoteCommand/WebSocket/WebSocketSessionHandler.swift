@@ -119,12 +119,9 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
         } catch {
             return self.fail(.protocolError(error.message), context: context)
         }
-        guard let event, input.receive(event) == .pauseReading else { return }
-        // The process is behind: stop reading the socket until its stdin has room.
-        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-        let channel = context.channel
-        input.whenReadable {
-            channel.eventLoop.execute { try? channel.syncOptions?.setOption(.autoRead, value: true) }
+        if let event, input.receive(event) == .pauseReading {
+            // The process is behind: stop reading until its stdin has room.
+            input.pauseReading(context.channel)
         }
     }
 

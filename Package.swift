@@ -89,7 +89,6 @@ let package = Package(
         .target(
             name: "ExecStreamHTTP1",
             dependencies: [
-                "CZlib",
                 "ExecStreamCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -104,7 +103,25 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        // Assembly: listeners, routing, gRPC services, lifecycle.
+        // The remote-command protocols, one folder each (Native, WebSocket, SPDY, PortForward), all
+        // adapters of one session seam (Session: ExecSession, client events, the channel registry
+        // and the process's stdio endpoints).
+        .target(
+            name: "ExecStreamRemoteCommand",
+            dependencies: [
+                "CZlib",
+                "ExecStreamCore",
+                "ExecStreamHTTP2",
+                "ExecStreamProcess",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // Assembly: listeners, routing, the streaming endpoints, gRPC services, lifecycle.
         .target(
             name: "ExecStreamServer",
             dependencies: [
@@ -113,6 +130,7 @@ let package = Package(
                 "ExecStreamHTTP1",
                 "ExecStreamHTTP2",
                 "ExecStreamProcess",
+                "ExecStreamRemoteCommand",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -163,6 +181,7 @@ let package = Package(
             dependencies: [
                 "ExecStreamCore",
                 "ExecStreamHTTP1",
+                "ExecStreamRemoteCommand",
                 "ExecStreamServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -191,7 +210,7 @@ let package = Package(
         .executableTarget(
             name: "StreamThroughput",
             dependencies: [
-                "ExecStreamClient", "ExecStreamCore", "ExecStreamHTTP1", "ExecStreamHTTP2", "ExecStreamProtos",
+                "ExecStreamClient", "ExecStreamCore", "ExecStreamHTTP2", "ExecStreamProtos", "ExecStreamRemoteCommand",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -239,9 +258,20 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "ExecStreamRemoteCommandTests",
+            dependencies: [
+                "ExecStreamRemoteCommand",
+                "ExecStreamCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "ExecStreamServerTests",
             dependencies: [
                 "ExecStreamServer",
+                "ExecStreamRemoteCommand",
                 "ExecStreamClient",
                 "ExecStreamCore",
                 "ExecStreamHTTP2",

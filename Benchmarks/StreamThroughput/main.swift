@@ -7,7 +7,7 @@
 
 import ExecStreamClient
 import ExecStreamCore
-import ExecStreamHTTP1
+import ExecStreamRemoteCommand
 import ExecStreamHTTP2
 import ExecStreamProtos
 import Foundation

@@ -1,5 +1,5 @@
 import ExecStreamCore
-import ExecStreamHTTP1
+import ExecStreamRemoteCommand
 import NIOCore
 
 /// SPDY/3.1 as the kubelet and crictl send it: frames, and zlib-compressed header blocks that

@@ -1,4 +1,5 @@
 import ExecStreamCore
+import ExecStreamRemoteCommand
 import ExecStreamHTTP1
 import Foundation
 import ExecStreamHTTP2

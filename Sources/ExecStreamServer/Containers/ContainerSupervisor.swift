@@ -1,4 +1,5 @@
 import ExecStreamCore
+import ExecStreamRemoteCommand
 import ExecStreamProcess
 import Foundation
 import Logging
@@ -344,5 +345,34 @@ final class ContainerSupervisor: Sendable {
                 }
             }
         }
+    }
+}
+
+extension ContainerSupervisor {
+    /// The processes of `container`, as its exec and attach sessions see them.
+    func processes(of container: ContainerSpec) -> some SessionProcessHost {
+        ContainerProcesses(supervisor: self, container: container)
+    }
+}
+
+/// One container's processes, as its sessions see them: the supervisor, narrowed to it.
+private struct ContainerProcesses: SessionProcessHost {
+    let supervisor: ContainerSupervisor
+    let container: ContainerSpec
+
+    func processConfiguration(arguments: [String], stdio: ProcessConfiguration.Stdio) throws(ExecStreamError) -> ProcessConfiguration {
+        try self.supervisor.processConfiguration(in: self.container, arguments: arguments, stdio: stdio)
+    }
+
+    var mainProcessTerminal: Int32? {
+        self.supervisor.mainProcess(of: self.container.id)?.terminal
+    }
+
+    func observeMainProcessExit(_ observer: @escaping @Sendable (ProcessExitStatus) -> Void) -> UInt64? {
+        self.supervisor.observeExit(of: self.container.id, observer)
+    }
+
+    func removeMainProcessObserver(_ token: UInt64) {
+        self.supervisor.removeObserver(token, of: self.container.id)
     }
 }

@@ -1,4 +1,5 @@
 import ExecStreamCore
+import ExecStreamRemoteCommand
 import ExecStreamProtos
 import Foundation
 import GRPCCore

@@ -1,10 +1,10 @@
-import ExecStreamCore
-import NIOCore
+package import ExecStreamCore
+package import NIOCore
 import Synchronization
 
 /// The consumer end of one IOChannel: a network stream for output, the process's stdin writer for
 /// input. The registry calls it outside its lock, from any thread; it hops to its own event loop.
-protocol IOChannelConsumer: AnyObject, Sendable {
+package protocol IOChannelConsumer: AnyObject, Sendable {
     /// Write these bytes in order, then answer `delivered` or `deliveryFailed`. The first byte
     /// sits at `streamOffset` in the channel's stream.
     func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel: IOChannelID, generation: ConsumerGeneration)
@@ -17,7 +17,7 @@ protocol IOChannelConsumer: AnyObject, Sendable {
 }
 
 /// Why a consumer's part ended without its own end of stream.
-enum IOChannelConsumerEnd: Hashable, Sendable {
+package enum IOChannelConsumerEnd: Hashable, Sendable {
     /// A newer consumer attached and took over from the first byte this one did not take.
     case preempted
     /// The channel ended and drained through an older consumer: nothing more will come.
@@ -25,7 +25,7 @@ enum IOChannelConsumerEnd: Hashable, Sendable {
 }
 
 /// Whether a channel id means anything to the registry.
-enum IOChannelPresence: Hashable, Sendable {
+package enum IOChannelPresence: Hashable, Sendable {
     /// Registered and not yet removed.
     case live
     /// Removed after draining (or collected); its tombstone answers for a while.
@@ -35,7 +35,7 @@ enum IOChannelPresence: Hashable, Sendable {
 }
 
 /// The producer end of one IOChannel: the process's output reader, or a client writing stdin.
-protocol IOChannelProducer: AnyObject, Sendable {
+package protocol IOChannelProducer: AnyObject, Sendable {
     /// Pause or resume reading. Signals can arrive out of order across threads; apply one only if
     /// its `sequence` is newer than the last one applied.
     func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64)
@@ -49,7 +49,7 @@ protocol IOChannelProducer: AnyObject, Sendable {
 /// Endpoints never see each other; everything they learn comes from here, so the guarantees the
 /// machine proves (exactly once, newest attach wins, end of stream after the last byte, bounded
 /// memory, no leaks) hold for the bytes that really move.
-final class ChannelRegistry: Sendable {
+package final class ChannelRegistry: Sendable {
     private struct Endpoints {
         var consumers: [ConsumerGeneration: any IOChannelConsumer] = [:]
         var producers: [ProducerGeneration: any IOChannelProducer] = [:]
@@ -66,21 +66,21 @@ final class ChannelRegistry: Sendable {
 
     private let state: Mutex<State>
 
-    init(configuration: IORegistryStateMachine.Configuration = .init()) {
+    package init(configuration: IORegistryStateMachine.Configuration = .init()) {
         self.state = Mutex(State(machine: IORegistryStateMachine(configuration: configuration)))
     }
 
     /// Live channels, for metrics and leak checks in tests.
-    var channelCount: Int { self.state.withLock { $0.machine.channelCount } }
+    package var channelCount: Int { self.state.withLock { $0.machine.channelCount } }
 
     /// A read-only view of a live channel.
-    func snapshot(of id: IOChannelID) -> IOChannelSnapshot? {
+    package func snapshot(of id: IOChannelID) -> IOChannelSnapshot? {
         self.state.withLock { $0.machine.snapshot(of: id) }
     }
 
     /// Whether `id` is live, has ended (its tombstone is there), or is unknown: why an attach
     /// found nothing to consume or produce into.
-    func presence(of id: IOChannelID) -> IOChannelPresence {
+    package func presence(of id: IOChannelID) -> IOChannelPresence {
         self.state.withLock { state in
             if state.machine.snapshot(of: id) != nil { return .live }
             return state.machine.isTombstoned(id) ? .ended : .unknown
@@ -90,7 +90,7 @@ final class ChannelRegistry: Sendable {
     // MARK: Lifecycle
 
     /// Creates a channel; false if a live one has this id.
-    func register(_ id: IOChannelID, options: IOChannelOptions? = nil) -> Bool {
+    package func register(_ id: IOChannelID, options: IOChannelOptions? = nil) -> Bool {
         let now = NIODeadline.now()
         return self.state.withLock { state in
             switch state.machine.register(id, options: options, now: now) {
@@ -104,12 +104,12 @@ final class ChannelRegistry: Sendable {
     }
 
     /// Asks for the channel to end: queued bytes still reach a consumer, then end of stream.
-    func requestRemoval(_ id: IOChannelID) {
+    package func requestRemoval(_ id: IOChannelID) {
         self.apply(id) { machine, now in machine.removalRequested(id, now: now) }
     }
 
     /// Collects channels nobody attended for their linger TTL. Call it every second or so.
-    func tick() {
+    package func tick() {
         let now = NIODeadline.now()
         let dispatches = self.state.withLock { state -> [Dispatch] in
             var dispatches: [Dispatch] = []
@@ -125,7 +125,7 @@ final class ChannelRegistry: Sendable {
 
     /// Attaches `producer`; nil if the channel is unknown or gone. It must start paused if told so,
     /// which arrives through `flowChanged` before this returns.
-    func attachProducer(_ id: IOChannelID, _ producer: any IOChannelProducer) -> ProducerGeneration? {
+    package func attachProducer(_ id: IOChannelID, _ producer: any IOChannelProducer) -> ProducerGeneration? {
         let now = NIODeadline.now()
         let (generation, dispatches) = self.state.withLock { state -> (ProducerGeneration?, [Dispatch]) in
             switch state.machine.producerAttached(id, now: now) {
@@ -143,17 +143,17 @@ final class ChannelRegistry: Sendable {
     }
 
     /// The producer read `chunk`.
-    func produced(_ id: IOChannelID, _ chunk: ByteBuffer, by producer: ProducerGeneration) {
+    package func produced(_ id: IOChannelID, _ chunk: ByteBuffer, by producer: ProducerGeneration) {
         self.apply(id) { machine, now in machine.produced(id, chunk, by: producer, now: now) }
     }
 
     /// The producer reached end of stream.
-    func producerClosed(_ id: IOChannelID, by producer: ProducerGeneration) {
+    package func producerClosed(_ id: IOChannelID, by producer: ProducerGeneration) {
         self.apply(id, forgettingProducer: producer) { machine, now in machine.producerClosed(id, by: producer, now: now) }
     }
 
     /// The producer went away without ending the stream (another may attach later).
-    func producerDetached(_ id: IOChannelID, by producer: ProducerGeneration) {
+    package func producerDetached(_ id: IOChannelID, by producer: ProducerGeneration) {
         self.apply(id, forgettingProducer: producer) { machine, now in machine.producerDetached(id, by: producer, now: now) }
     }
 
@@ -162,7 +162,7 @@ final class ChannelRegistry: Sendable {
     /// Attaches `consumer`: it wins at once. Nil means there is nothing to consume: the channel has
     /// ended (`consumer.ended(… .endOfStream)` has been called) or is unknown (not called).
     @discardableResult
-    func attachConsumer(_ id: IOChannelID, _ consumer: any IOChannelConsumer) -> ConsumerGeneration? {
+    package func attachConsumer(_ id: IOChannelID, _ consumer: any IOChannelConsumer) -> ConsumerGeneration? {
         let now = NIODeadline.now()
         let (generation, dispatches) = self.state.withLock { state -> (ConsumerGeneration?, [Dispatch]) in
             switch state.machine.consumerAttached(id, now: now) {
@@ -182,24 +182,24 @@ final class ChannelRegistry: Sendable {
     }
 
     /// The consumer wrote the first `byteCount` bytes of its delivery.
-    func delivered(_ id: IOChannelID, byteCount: Int, by consumer: ConsumerGeneration) {
+    package func delivered(_ id: IOChannelID, byteCount: Int, by consumer: ConsumerGeneration) {
         self.apply(id) { machine, now in machine.delivered(id, byteCount: byteCount, by: consumer, now: now) }
     }
 
     /// The consumer wrote end of stream.
-    func endOfStreamDelivered(_ id: IOChannelID, by consumer: ConsumerGeneration) {
+    package func endOfStreamDelivered(_ id: IOChannelID, by consumer: ConsumerGeneration) {
         self.apply(id, forgettingConsumer: consumer) { machine, now in machine.endOfStreamDelivered(id, by: consumer, now: now) }
     }
 
     /// The consumer failed after writing `deliveredByteCount` bytes of its delivery and is gone.
-    func deliveryFailed(_ id: IOChannelID, by consumer: ConsumerGeneration, deliveredByteCount: Int) {
+    package func deliveryFailed(_ id: IOChannelID, by consumer: ConsumerGeneration, deliveredByteCount: Int) {
         self.apply(id, forgettingConsumer: consumer) { machine, now in
             machine.deliveryFailed(id, by: consumer, deliveredByteCount: deliveredByteCount, now: now)
         }
     }
 
     /// The consumer left (with nothing in flight, or after answering its delivery).
-    func consumerDetached(_ id: IOChannelID, by consumer: ConsumerGeneration) {
+    package func consumerDetached(_ id: IOChannelID, by consumer: ConsumerGeneration) {
         self.apply(id, forgettingConsumer: consumer) { machine, now in machine.consumerDetached(id, by: consumer, now: now) }
     }
 

@@ -8,9 +8,9 @@ import Synchronization
 /// `GET /debug/settled` (benchmark routes only) answers once both counts are zero (and the
 /// registry holds no more channels than the caller's baseline): leak tests wait for that event
 /// instead of for time.
-final class LiveObjects: Sendable {
+package final class LiveObjects: Sendable {
     /// What is counted.
-    enum Kind: String, CaseIterable, Sendable {
+    package enum Kind: String, CaseIterable, Sendable {
         /// `ExecSession`s.
         case sessions
         /// Protocol adapters: native, WebSocket (both carriers), SPDY, port-forward.
@@ -32,17 +32,17 @@ final class LiveObjects: Sendable {
     }
 
     /// The counts of this process.
-    static let shared = LiveObjects()
+    package static let shared = LiveObjects()
 
     private let counts = Mutex([Kind: Int]())
 
     /// The counts now.
-    var current: [Kind: Int] {
+    package var current: [Kind: Int] {
         self.counts.withLock { $0 }
     }
 
     /// Whether nothing counted is alive.
-    var isSettled: Bool {
+    package var isSettled: Bool {
         self.counts.withLock { !$0.values.contains { $0 != 0 } }
     }
 

@@ -1,6 +1,6 @@
-import ExecStreamCore
-import ExecStreamProcess
-import NIOCore
+package import ExecStreamCore
+package import ExecStreamProcess
+package import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -14,8 +14,8 @@ import Glibc
 /// The order is fixed: output readers (each attached before its first read), then `outputsReady`,
 /// then the stdin writer and `stdinReady`, and only then the wait for the exit, so an exit is never
 /// reported before its owner holds every end.
-enum ProcessChannelWiring {
-    static func wire(
+package enum ProcessChannelWiring {
+    package static func wire(
         _ process: SpawnedProcess,
         owner: String,
         tty: Bool,

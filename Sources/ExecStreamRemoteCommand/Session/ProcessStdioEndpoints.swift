@@ -1,5 +1,5 @@
-import ExecStreamCore
-import NIOCore
+package import ExecStreamCore
+package import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -11,7 +11,7 @@ import Glibc
 /// produces it into its IOChannel. Reading pauses when the channel is above its high watermark,
 /// so a process that writes faster than the client reads blocks in `write(2)`, as it would on
 /// a full pipe, and the server's memory stays bounded.
-final class ProcessOutputReader: IOChannelProducer {
+package final class ProcessOutputReader: IOChannelProducer {
     private struct State {
         var channel: (any Channel)?
         var paused = false
@@ -25,7 +25,7 @@ final class ProcessOutputReader: IOChannelProducer {
 
     /// Attaches to `id`, takes ownership of `fd` and starts reading. Nil (and `fd` closed) when
     /// the channel does not accept a producer.
-    static func start(fd: Int32, id: IOChannelID, registry: ChannelRegistry, on eventLoop: any EventLoop) async -> ProcessOutputReader? {
+    package static func start(fd: Int32, id: IOChannelID, registry: ChannelRegistry, on eventLoop: any EventLoop) async -> ProcessOutputReader? {
         // Attach first: the handler must know its generation before the first read, and a
         // pause that arrives meanwhile is applied as the channel is set up.
         let reader = ProcessOutputReader()
@@ -57,7 +57,7 @@ final class ProcessOutputReader: IOChannelProducer {
         return reader
     }
 
-    func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64) {
+    package func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64) {
         let channel = self.state.withLock { state -> (any Channel)? in
             guard sequence > state.lastFlowSequence else { return nil }
             state.lastFlowSequence = sequence
@@ -73,7 +73,7 @@ final class ProcessOutputReader: IOChannelProducer {
         }
     }
 
-    func stop() {
+    package func stop() {
         let channel = self.state.withLock { state -> (any Channel)? in
             state.stopped = true
             return state.channel
@@ -125,14 +125,14 @@ final class ProcessOutputReader: IOChannelProducer {
 
 /// Writes what a process's stdin channel delivers into the process (a pipe, or the terminal's
 /// master side). End of stream closes the process's stdin, after every buffered byte is written.
-final class ProcessInputWriter: IOChannelConsumer {
+package final class ProcessInputWriter: IOChannelConsumer {
     private let channel: any Channel
     private let registry: ChannelRegistry
     /// True for a terminal (end of stdin is written as ^D).
     private let isTerminal: Bool
 
     /// Takes ownership of `fd` and attaches to `id`. Nil (and `fd` closed) if that fails.
-    static func start(fd: Int32, id: IOChannelID, isTerminal: Bool, registry: ChannelRegistry, on eventLoop: any EventLoop) async
+    package static func start(fd: Int32, id: IOChannelID, isTerminal: Bool, registry: ChannelRegistry, on eventLoop: any EventLoop) async
         -> ProcessInputWriter?
     {
         let channel: any Channel
@@ -158,7 +158,7 @@ final class ProcessInputWriter: IOChannelConsumer {
         self.isTerminal = isTerminal
     }
 
-    func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
+    package func deliver(_ chunks: [ByteBuffer], byteCount: Int, streamOffset: Int, channel id: IOChannelID, generation: ConsumerGeneration) {
         let channel = self.channel
         let registry = self.registry
         channel.eventLoop.execute {
@@ -182,7 +182,7 @@ final class ProcessInputWriter: IOChannelConsumer {
         }
     }
 
-    func deliverEndOfStream(channel id: IOChannelID, generation: ConsumerGeneration) {
+    package func deliverEndOfStream(channel id: IOChannelID, generation: ConsumerGeneration) {
         let channel = self.channel
         let registry = self.registry
         let isTerminal = self.isTerminal
@@ -197,12 +197,12 @@ final class ProcessInputWriter: IOChannelConsumer {
         }
     }
 
-    func ended(channel id: IOChannelID, generation: ConsumerGeneration, reason: IOChannelConsumerEnd) {
+    package func ended(channel id: IOChannelID, generation: ConsumerGeneration, reason: IOChannelConsumerEnd) {
         self.close()
     }
 
     /// Closes the process's stdin now (the session is over).
-    func close() {
+    package func close() {
         self.channel.close(promise: nil)
     }
 }

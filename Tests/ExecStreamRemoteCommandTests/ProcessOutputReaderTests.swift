@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@testable import ExecStreamServer
+@testable import ExecStreamRemoteCommand
 
 #if canImport(Glibc)
 import Glibc

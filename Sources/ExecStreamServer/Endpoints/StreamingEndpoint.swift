@@ -1,4 +1,5 @@
 import ExecStreamCore
+import ExecStreamRemoteCommand
 import ExecStreamHTTP2
 import Logging
 import NIOCore
@@ -119,14 +120,16 @@ struct StreamingEndpoint: Sendable {
             }
             let container = try self.containers.container(containerID)
             return ExecSessionPlan(
-                container: container.spec,
+                containerID: container.spec.id,
                 target: target,
                 tty: streams.tty,
                 stdin: streams.stdin,
                 stdout: streams.stdout,
                 stderr: streams.stderr,
-                policy: self.policy,
-                supervisor: self.supervisor
+                stdinOnce: container.spec.mainProcess?.stdinOnce == true,
+                postExitDrain: self.policy.postExitDrain,
+                killProcessGroupWhenClientVanishes: self.policy.killProcessGroupWhenClientVanishes,
+                processes: self.supervisor.processes(of: container.spec)
             )
         }.map { PreparedSession(plan: $0.value, release: $0.release) }
     }
@@ -143,7 +146,7 @@ struct StreamingEndpoint: Sendable {
                 throw ExecStreamError(code: .invalidArgument, message: "port-forward ports must be 1-65535")
             }
             return (sandbox.spec, valid)
-        }.map { PreparedPortForward(sandbox: $0.value.0, ports: $0.value.1, release: $0.release) }
+        }.map { PreparedPortForward(sandboxID: $0.value.0.id, ports: $0.value.1, release: $0.release) }
     }
 
     /// A session slot (429, token unspent), then the token is spent and its request resolved.
@@ -167,12 +170,6 @@ struct StreamingEndpoint: Sendable {
             return .failure(HTTPErrorResponse(error))
         }
     }
-}
-
-/// A session ready to start: its plan, and the release of its slot (call it exactly once).
-struct PreparedSession: Sendable {
-    let plan: ExecSessionPlan
-    let release: @Sendable () -> Void
 }
 
 /// Counts open sessions against `SessionPolicy.maxConcurrentSessions`.

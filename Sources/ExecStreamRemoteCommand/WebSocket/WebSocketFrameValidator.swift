@@ -7,12 +7,14 @@ import NIOWebSocket
 /// opcode, no mask, or a fragmented or oversized control frame fails the connection with close
 /// code 1002 (§7.4.1) before anything reads it. The rules are `WebSocketClientFrameRules`, which
 /// the RFC 8441 decoder applies too.
-final class WebSocketFrameValidator: ChannelInboundHandler, RemovableChannelHandler {
+package final class WebSocketFrameValidator: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private var failed = false
+
+    package init() {}
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.failed else { return }

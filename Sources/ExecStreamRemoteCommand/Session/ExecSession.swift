@@ -1,7 +1,7 @@
-import ExecStreamCore
-import ExecStreamProcess
-import Logging
-import NIOCore
+package import ExecStreamCore
+package import ExecStreamProcess
+package import Logging
+package import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -90,31 +90,85 @@ struct WritabilityWaiters {
     }
 }
 
+/// What runs the processes of a session's container, as the session needs it: a configuration to
+/// spawn an exec with, and the container's main process for an attach. The server's container
+/// supervisor provides one per container; a test can provide its own.
+package protocol SessionProcessHost: Sendable {
+    /// How to spawn `arguments` in the container (its namespaces, credentials, environment).
+    func processConfiguration(arguments: [String], stdio: ProcessConfiguration.Stdio) throws(ExecStreamError) -> ProcessConfiguration
+    /// The main process's terminal, if it runs in one.
+    var mainProcessTerminal: Int32? { get }
+    /// Calls `observer` once when the main process exits (at once if it has); nil if the
+    /// container has no main process. The token is for `removeMainProcessObserver`.
+    func observeMainProcessExit(_ observer: @escaping @Sendable (ProcessExitStatus) -> Void) -> UInt64?
+    /// Forgets an observer that has not been called.
+    func removeMainProcessObserver(_ token: UInt64)
+}
+
 /// What a session does: the cached CRI request, resolved against its container.
-struct ExecSessionPlan: Sendable {
+package struct ExecSessionPlan: Sendable {
     /// Exec runs a command; attach joins the main process.
-    enum Target: Sendable {
+    package enum Target: Sendable {
         /// Run this command.
         case exec(command: [String])
         /// Join the container's main process.
         case attach
     }
 
-
-    /// The container.
-    var container: ContainerSpec
+    /// The container's id.
+    package var containerID: String
     /// Exec or attach.
-    var target: Target
+    package var target: Target
     /// A terminal instead of pipes.
-    var tty: Bool
+    package var tty: Bool
     /// Streams the client asked for.
-    var stdin: Bool
-    var stdout: Bool
-    var stderr: Bool
-    /// How the session ends.
-    var policy: SessionPolicy
-    /// Runs the container's processes (and knows its namespaces).
-    var supervisor: ContainerSupervisor
+    package var stdin: Bool
+    package var stdout: Bool
+    package var stderr: Bool
+    /// Attach: the main process was created with stdin_once, so the first client to end its
+    /// stdin ends the process's.
+    package var stdinOnce: Bool
+    /// How long an exec's output may stay open after the process exited.
+    package var postExitDrain: TimeAmount
+    /// Whether a vanished client kills its exec's process group.
+    package var killProcessGroupWhenClientVanishes: Bool
+    /// Runs the container's processes.
+    package var processes: any SessionProcessHost
+
+    package init(
+        containerID: String,
+        target: Target,
+        tty: Bool,
+        stdin: Bool,
+        stdout: Bool,
+        stderr: Bool,
+        stdinOnce: Bool,
+        postExitDrain: TimeAmount,
+        killProcessGroupWhenClientVanishes: Bool,
+        processes: any SessionProcessHost
+    ) {
+        self.containerID = containerID
+        self.target = target
+        self.tty = tty
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdinOnce = stdinOnce
+        self.postExitDrain = postExitDrain
+        self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
+        self.processes = processes
+    }
+}
+
+/// A session ready to start: its plan, and the release of its session slot.
+package struct PreparedSession: Sendable {
+    package let plan: ExecSessionPlan
+    package let release: @Sendable () -> Void
+
+    package init(plan: ExecSessionPlan, release: @escaping @Sendable () -> Void) {
+        self.plan = plan
+        self.release = release
+    }
 }
 
 /// Drives one exec or attach session: the `ExecSessionStateMachine` decides, this carries out.
@@ -172,22 +226,22 @@ final class ExecSession {
                 configuration: .init(
                     kind: .exec,
                     outputs: outputs,
-                    postExitDrain: plan.policy.postExitDrain,
-                    killProcessGroupWhenClientVanishes: plan.policy.killProcessGroupWhenClientVanishes
+                    postExitDrain: plan.postExitDrain,
+                    killProcessGroupWhenClientVanishes: plan.killProcessGroupWhenClientVanishes
                 )
             )
             var random = SystemRandomNumberGenerator()
             self.owner = "exec-" + String(random.next(), radix: 16)
         case .attach:
             self.machine = ExecSessionStateMachine(
-                configuration: .init(kind: .attach, outputs: outputs, postExitDrain: plan.policy.postExitDrain)
+                configuration: .init(kind: .attach, outputs: outputs, postExitDrain: plan.postExitDrain)
             )
-            self.owner = plan.container.id
+            self.owner = plan.containerID
         }
         let endOfInputClosesChannel: Bool
         switch plan.target {
         case .exec: endOfInputClosesChannel = true
-        case .attach: endOfInputClosesChannel = plan.container.mainProcess?.stdinOnce == true
+        case .attach: endOfInputClosesChannel = plan.stdinOnce
         }
         self.stdinProducer = plan.stdin
             ? ClientInputProducer(id: IOChannelID(owner: self.owner, stream: .stdin), registry: registry, endOfInputClosesChannel: endOfInputClosesChannel)
@@ -318,7 +372,7 @@ final class ExecSession {
         self.wasPreempted = true
         let target: String
         switch self.plan.target {
-        case .attach: target = "attach to container \"\(self.plan.container.id)\""
+        case .attach: target = "attach to container \"\(self.plan.containerID)\""
         case .exec: target = "stream for \"\(self.owner)\""
         }
         self.perform(self.machine.preempted(message: "preempted: a newer \(target) took its \(stream.rawValue)"))
@@ -392,7 +446,7 @@ final class ExecSession {
         case .exec:
             return self.process?.terminal
         case .attach:
-            return self.plan.supervisor.mainProcess(of: self.plan.container.id)?.terminal
+            return self.plan.processes.mainProcessTerminal
         }
     }
 
@@ -400,11 +454,11 @@ final class ExecSession {
         guard case .attach = self.plan.target else {
             preconditionFailure("only an attach session attaches")
         }
-        let supervisor = self.plan.supervisor
+        let processes = self.plan.processes
         self.attachClientEnds()
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         let eventLoop = self.eventLoop
-        self.exitObserver = supervisor.observeExit(of: self.plan.container.id) { status in
+        self.exitObserver = processes.observeMainProcessExit { status in
             eventLoop.execute {
                 let session = loopBound.value
                 session.exitObserver = nil
@@ -422,7 +476,7 @@ final class ExecSession {
             : .pipes(stdin: self.plan.stdin, stdout: self.plan.stdout, stderr: self.plan.stderr)
         let process: SpawnedProcess
         do {
-            let configuration = try self.plan.supervisor.processConfiguration(in: self.plan.container, arguments: command, stdio: stdio)
+            let configuration = try self.plan.processes.processConfiguration(arguments: command, stdio: stdio)
             process = try ProcessSpawner.spawn(configuration)
         } catch let error as ExecStreamError {
             self.perform(self.machine.processFailedToStart(message: error.message))
@@ -513,7 +567,7 @@ final class ExecSession {
                 self.stdinProducer?.close()
             }
             if let exitObserver = self.exitObserver {
-                self.plan.supervisor.removeObserver(exitObserver, of: self.plan.container.id)
+                self.plan.processes.removeMainProcessObserver(exitObserver)
                 self.exitObserver = nil
             }
         }

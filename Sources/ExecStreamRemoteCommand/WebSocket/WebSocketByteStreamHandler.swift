@@ -7,7 +7,7 @@ import NIOWebSocket
 /// leave as one binary message per flush. Pings are answered; a close frame is answered with
 /// 1000 and closes the channel; closing the channel sends close 1000 first. Handlers above it
 /// are the ones an upgraded TCP connection carrying the same protocol gets.
-final class WebSocketByteStreamHandler: ChannelDuplexHandler {
+package final class WebSocketByteStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -18,6 +18,8 @@ final class WebSocketByteStreamHandler: ChannelDuplexHandler {
     private var pendingPromise: EventLoopPromise<Void>?
     /// The close frame has been sent.
     private var closing = false
+
+    package init() {}
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)

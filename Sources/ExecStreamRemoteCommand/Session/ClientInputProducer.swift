@@ -1,5 +1,5 @@
-import ExecStreamCore
-import NIOCore
+package import ExecStreamCore
+package import NIOCore
 import Synchronization
 
 /// A client's stdin as the producer of a session's stdin channel.
@@ -8,7 +8,7 @@ import Synchronization
 /// `waitUntilResumed()` before it reads more from the client. A process that does not read its
 /// stdin therefore pauses the reader at the channel's high watermark, the reader stops consuming
 /// the request body, and flow control stops the client: memory stays bounded.
-final class ClientInputProducer: IOChannelProducer {
+package final class ClientInputProducer: IOChannelProducer {
     private struct State {
         var generation: ProducerGeneration?
         var paused = false
@@ -28,7 +28,7 @@ final class ClientInputProducer: IOChannelProducer {
     private let state = Mutex(State())
 
     /// A producer for `id`, not attached yet: what it is handed before `attach` is dropped.
-    init(id: IOChannelID, registry: ChannelRegistry, endOfInputClosesChannel: Bool) {
+    package init(id: IOChannelID, registry: ChannelRegistry, endOfInputClosesChannel: Bool) {
         self.id = id
         self.registry = registry
         self.endOfInputClosesChannel = endOfInputClosesChannel
@@ -36,21 +36,21 @@ final class ClientInputProducer: IOChannelProducer {
 
     /// Attaches to the channel (a newer producer preempts an older one); false if the channel
     /// does not take one (it has ended, or does not exist).
-    func attach() -> Bool {
+    package func attach() -> Bool {
         guard let generation = self.registry.attachProducer(self.id, self) else { return false }
         self.state.withLock { $0.generation = generation }
         return true
     }
 
     /// The client sent these stdin bytes.
-    func produce(_ chunk: ByteBuffer) {
+    package func produce(_ chunk: ByteBuffer) {
         guard let generation = self.state.withLock({ $0.done ? nil : $0.generation }) else { return }
         self.registry.produced(self.id, chunk, by: generation)
     }
 
     /// The client ended stdin: the process's stdin closes once every byte before this is written
     /// (unless other clients may write on: then this client only leaves).
-    func close() {
+    package func close() {
         guard let generation = self.finish() else { return }
         if self.endOfInputClosesChannel {
             self.registry.producerClosed(self.id, by: generation)
@@ -60,19 +60,19 @@ final class ClientInputProducer: IOChannelProducer {
     }
 
     /// The client went away without ending stdin.
-    func detach() {
+    package func detach() {
         guard let generation = self.finish() else { return }
         self.registry.producerDetached(self.id, by: generation)
     }
 
     /// True while the channel is above its high watermark: read no more from the client.
-    var isPaused: Bool {
+    package var isPaused: Bool {
         self.state.withLock { $0.paused && !$0.done }
     }
 
     /// Calls `callback` once the channel has room again (at once if it has, or if producing is
     /// over), from whichever thread resumes it.
-    func whenResumed(_ callback: @escaping @Sendable () -> Void) {
+    package func whenResumed(_ callback: @escaping @Sendable () -> Void) {
         let ready = self.state.withLock { state -> Bool in
             guard state.paused && !state.done else { return true }
             state.resumeCallbacks.append(callback)
@@ -84,7 +84,7 @@ final class ClientInputProducer: IOChannelProducer {
     }
 
     /// Returns once the channel has room again (at once if it has, or if producing is over).
-    func waitUntilResumed() async {
+    package func waitUntilResumed() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = self.state.withLock { state -> Bool in
                 guard state.paused && !state.done else { return true }
@@ -97,7 +97,7 @@ final class ClientInputProducer: IOChannelProducer {
         }
     }
 
-    func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64) {
+    package func flowChanged(_ signal: ProducerFlowSignal, sequence: UInt64) {
         let (released, callbacks) = self.state.withLock { state -> ([CheckedContinuation<Void, Never>], [@Sendable () -> Void]) in
             guard sequence > state.lastFlowSequence else { return ([], []) }
             state.lastFlowSequence = sequence
@@ -118,7 +118,7 @@ final class ClientInputProducer: IOChannelProducer {
         callbacks.forEach { $0() }
     }
 
-    func stop() {
+    package func stop() {
         guard self.finish() != nil else { return }
         let callbacks = self.state.withLock { state in
             defer { state.stopCallbacks = [] }
@@ -129,7 +129,7 @@ final class ClientInputProducer: IOChannelProducer {
 
     /// Calls `callback` once if the registry stops this producer (a newer producer took the
     /// channel, or the channel is closing); never after the producer closed or detached itself.
-    func whenStopped(_ callback: @escaping @Sendable () -> Void) {
+    package func whenStopped(_ callback: @escaping @Sendable () -> Void) {
         self.state.withLock { state in
             if !state.done { state.stopCallbacks.append(callback) }
         }
@@ -137,17 +137,17 @@ final class ClientInputProducer: IOChannelProducer {
 
     /// Bytes the channel has received from every producer so far (the stream offset of the next
     /// stdin byte); nil if the channel is gone.
-    var channelReceivedByteCount: Int? {
+    package var channelReceivedByteCount: Int? {
         self.registry.snapshot(of: self.id)?.receivedByteCount
     }
 
     /// Its generation once attached.
-    var generation: ProducerGeneration? {
+    package var generation: ProducerGeneration? {
         self.state.withLock { $0.generation }
     }
 
     /// True once producing is over, by `stop`, `close` or `detach`.
-    var isDone: Bool {
+    package var isDone: Bool {
         self.state.withLock { $0.done }
     }
 

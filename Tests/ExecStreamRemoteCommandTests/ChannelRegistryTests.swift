@@ -3,7 +3,7 @@ import NIOCore
 import Synchronization
 import Testing
 
-@testable import ExecStreamServer
+@testable import ExecStreamRemoteCommand
 
 /// Records what the registry asks of an endpoint.
 final class RecordingEndpoint: IOChannelConsumer, IOChannelProducer {

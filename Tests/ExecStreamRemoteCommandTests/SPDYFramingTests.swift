@@ -1,5 +1,5 @@
 import ExecStreamCore
-import ExecStreamHTTP1
+import ExecStreamRemoteCommand
 import NIOCore
 import Testing
 

@@ -1,7 +1,6 @@
-import ExecStreamCore
-import ExecStreamHTTP1
-import Logging
-import NIOCore
+package import ExecStreamCore
+package import Logging
+package import NIOCore
 import NIOPosix
 
 /// Port-forward over a SPDY/3.1 session, protocol `portforward.k8s.io` (PROTOCOLS.md §4), on
@@ -37,7 +36,7 @@ final class SPDYPortForwardConnection {
     private var pairOfStream: [UInt32: String] = [:]
     private var closed = false
 
-    init(
+    package init(
         sandboxID: String,
         eventLoop: any EventLoop,
         logger: Logger,
@@ -235,7 +234,8 @@ final class SPDYPortForwardConnection {
             case "\n": escaped += "\\n"
             default:
                 if scalar.value < 0x20 {
-                    escaped += String(format: "\\u%04x", scalar.value)
+                    let hex = String(scalar.value, radix: 16)
+                    escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
                     escaped.unicodeScalars.append(scalar)
                 }
@@ -280,18 +280,18 @@ final class SPDYPortForwardConnection {
 
 /// A SPDY port-forward on whatever carries its bytes: the upgraded TCP connection, or a WebSocket
 /// made a byte carrier by `WebSocketByteStreamHandler`.
-final class SPDYPortForwardHandler: ChannelInboundHandler {
+package final class SPDYPortForwardHandler: ChannelInboundHandler {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    package typealias InboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
 
     private let prepared: PreparedPortForward
     private let logger: Logger
     private let creationTimeout: TimeAmount
     private var connection: SPDYPortForwardConnection?
 
-    init(prepared: PreparedPortForward, logger: Logger, creationTimeout: TimeAmount) {
+    package init(prepared: PreparedPortForward, logger: Logger, creationTimeout: TimeAmount) {
         self.prepared = prepared
         self.logger = logger
         self.creationTimeout = creationTimeout
@@ -299,15 +299,15 @@ final class SPDYPortForwardHandler: ChannelInboundHandler {
 
     /// The connection's closures hold the context, which holds this handler: let go of the
     /// connection when the pipeline lets go of the handler.
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         self.connection = nil
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         self.connection = SPDYPortForwardConnection(
-            sandboxID: self.prepared.sandbox.id,
+            sandboxID: self.prepared.sandboxID,
             eventLoop: context.eventLoop,
             logger: self.logger,
             creationTimeout: self.creationTimeout,
@@ -323,17 +323,17 @@ final class SPDYPortForwardHandler: ChannelInboundHandler {
         )
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.connection?.receive(self.unwrapInboundIn(data))
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         self.connection?.close()
         self.prepared.release()
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
 }

@@ -1,14 +1,20 @@
-import ExecStreamCore
-import Logging
-import NIOCore
+package import ExecStreamCore
+package import Logging
+package import NIOCore
 import NIOPosix
-import NIOWebSocket
+package import NIOWebSocket
 
 /// A port-forward ready to start: the sandbox's ports, and the release of its session slot.
-struct PreparedPortForward: Sendable {
-    let sandbox: ContainerSpec
-    let ports: [UInt16]
-    let release: @Sendable () -> Void
+package struct PreparedPortForward: Sendable {
+    package let sandboxID: String
+    package let ports: [UInt16]
+    package let release: @Sendable () -> Void
+
+    package init(sandboxID: String, ports: [UInt16], release: @escaping @Sendable () -> Void) {
+        self.sandboxID = sandboxID
+        self.ports = ports
+        self.release = release
+    }
 }
 
 /// Port-forward over the WebSocket channel protocol (PROTOCOLS.md §4): port i (in the CRI
@@ -20,11 +26,11 @@ struct PreparedPortForward: Sendable {
 /// Backpressure both ways: a TCP connection stops being read while the WebSocket is not
 /// writable, and the WebSocket stops being read while the TCP connection of the port it is
 /// writing to is not.
-final class PortForwardWebSocketHandler: ChannelInboundHandler {
+package final class PortForwardWebSocketHandler: ChannelInboundHandler {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    package typealias InboundIn = WebSocketFrame
+    package typealias OutboundOut = WebSocketFrame
 
     private struct Port {
         let number: UInt16
@@ -42,7 +48,7 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
     private var closing = false
     private var released = false
 
-    init(prepared: PreparedPortForward, channelProtocol: KubernetesChannelProtocol, logger: Logger) {
+    package init(prepared: PreparedPortForward, channelProtocol: KubernetesChannelProtocol, logger: Logger) {
         self.prepared = prepared
         self.base64 = channelProtocol.isBase64
         self.logger = logger
@@ -51,11 +57,11 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
 
     /// The context refers to this handler and this handler to the context: let go of it when
     /// the pipeline does, or the connection (and all it holds) is never freed.
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         for (index, port) in self.ports.enumerated() {
@@ -79,7 +85,7 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         self.closing = true
         for port in self.ports {
             port.connection?.close(promise: nil)
@@ -88,7 +94,7 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
         // The client caught up: read the TCP connections again.
         let writable = context.channel.isWritable
         for port in self.ports {
@@ -99,7 +105,7 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
         case .binary, .text:
@@ -164,7 +170,7 @@ final class PortForwardWebSocketHandler: ChannelInboundHandler {
         case .failure(let error):
             let port = self.ports[index].number
             self.logger.debug("port-forward connect failed", metadata: ["port": "\(port)", "error": "\(error)"])
-            self.send(ByteBuffer(string: "error forwarding port \(port) to pod \(self.prepared.sandbox.id): \(error)"), channel: 2 * index + 1)
+            self.send(ByteBuffer(string: "error forwarding port \(port) to pod \(self.prepared.sandboxID): \(error)"), channel: 2 * index + 1)
             self.portEnded(index)
         }
     }

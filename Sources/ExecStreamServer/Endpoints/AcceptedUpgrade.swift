@@ -1,4 +1,5 @@
 import ExecStreamCore
+import ExecStreamRemoteCommand
 import NIOCore
 import NIOWebSocket
 

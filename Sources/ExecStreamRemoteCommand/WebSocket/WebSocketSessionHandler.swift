@@ -1,7 +1,7 @@
-import ExecStreamCore
-import Logging
-import NIOCore
-import NIOWebSocket
+package import ExecStreamCore
+package import Logging
+package import NIOCore
+package import NIOWebSocket
 
 /// A Kubernetes channel-protocol session over one WebSocket connection (PROTOCOLS.md §3c, §3d):
 /// every subprotocol from `""` to `v5.channel.k8s.io`, binary or base64 framing.
@@ -10,11 +10,11 @@ import NIOWebSocket
 /// acknowledged, so the process is paused at the registry's watermark. Stdin pauses reading from
 /// the socket (autoRead) while its channel is full. The ending is status on channel 3, then a
 /// close frame with code 1000.
-final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTransport {
+package final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    package typealias InboundIn = WebSocketFrame
+    package typealias OutboundOut = WebSocketFrame
 
     private let channelProtocol: KubernetesChannelProtocol
     private var protocolSession: KubernetesChannelProtocolSession
@@ -31,7 +31,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
     private var ended = false
     private var vanished = false
 
-    init(channelProtocol: KubernetesChannelProtocol, prepared: PreparedSession, registry: ChannelRegistry, logger: Logger) {
+    package init(channelProtocol: KubernetesChannelProtocol, prepared: PreparedSession, registry: ChannelRegistry, logger: Logger) {
         self.channelProtocol = channelProtocol
         self.protocolSession = KubernetesChannelProtocolSession(channelProtocol: channelProtocol)
         self.prepared = prepared
@@ -43,11 +43,11 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
 
     /// The context refers to this handler and this handler to the context: let go of it when
     /// the pipeline does, or the connection (and all it holds) is never freed.
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let plan = self.prepared.plan
         let session = ExecSession(plan: plan, registry: self.registry, client: self, logger: self.logger, onRelease: self.prepared.release)
@@ -59,26 +59,26 @@ final class WebSocketSessionHandler: ChannelInboundHandler, SessionOutputTranspo
         self.input = session.start()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         self.clientGone(.connectionLost)
         self.writability.resume()
         context.fireChannelInactive()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             self.writability.resume()
         }
         context.fireChannelWritabilityChanged()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug("websocket session error", metadata: ["error": "\(error)"])
         self.clientGone(.protocolError("\(error)"))
         context.close(promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
         case .binary, .text, .continuation:

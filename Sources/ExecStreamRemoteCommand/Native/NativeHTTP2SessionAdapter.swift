@@ -1,7 +1,7 @@
-import ExecStreamCore
-import ExecStreamHTTP2
-import Logging
-import NIOCore
+package import ExecStreamCore
+package import ExecStreamHTTP2
+package import Logging
+package import NIOCore
 
 /// ExecStream's own streaming format over one HTTP/2 stream (PROTOCOLS.md §9): the request body
 /// carries stdin, resize and close frames; the response body carries stdout, stderr, close frames
@@ -14,7 +14,7 @@ import NIOCore
 /// A resumable attach (`execstream-resumable: 1`) is this adapter decorated by
 /// `ResumableAttachTransport`, which adds what only it needs (positions, confirmations, stdin
 /// credit) and reads its own request frames.
-final class NativeHTTP2SessionAdapter: SessionOutputTransport {
+package final class NativeHTTP2SessionAdapter: SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
     static let contentType = StreamingAdmission.nativeContentType
@@ -33,7 +33,7 @@ final class NativeHTTP2SessionAdapter: SessionOutputTransport {
 
     /// Starts the response and a session for `plan`, and reads the client's frames into it.
     /// On the stream's event loop.
-    static func serve(
+    package static func serve(
         _ stream: HTTP2ServerStream,
         plan: ExecSessionPlan,
         initialTerminalSize: TerminalSize?,
@@ -72,7 +72,7 @@ final class NativeHTTP2SessionAdapter: SessionOutputTransport {
 
     /// Whether the request asks for a resumable attach (`execstream-resumable: 1`); only an attach
     /// can be resumed (an exec's process ends with its stream).
-    static func isResumable(_ head: HTTP2RequestHead, kind: StreamingRequestKind) throws(ExecStreamError) -> Bool {
+    package static func isResumable(_ head: HTTP2RequestHead, kind: StreamingRequestKind) throws(ExecStreamError) -> Bool {
         guard let value = head.headers[first: Self.resumableHeader] else { return false }
         guard value == "1" else {
             throw ExecStreamError(code: .invalidArgument, message: "\(Self.resumableHeader) must be 1, got \"\(value)\"")
@@ -126,7 +126,7 @@ final class NativeHTTP2SessionAdapter: SessionOutputTransport {
     /// The `execstream-terminal-size: <width>x<height>` request header: the terminal's size before
     /// the process starts (a resize frame can only arrive after the stream is open, which is too
     /// late for a command such as `stty size`).
-    static func initialTerminalSize(in head: HTTP2RequestHead) throws(ExecStreamError) -> TerminalSize? {
+    package static func initialTerminalSize(in head: HTTP2RequestHead) throws(ExecStreamError) -> TerminalSize? {
         guard let value = head.headers[first: "execstream-terminal-size"] else { return nil }
         let parts = value.split(separator: "x", omittingEmptySubsequences: false)
         guard parts.count == 2, let width = UInt16(parts[0]), let height = UInt16(parts[1]) else {

@@ -1,7 +1,6 @@
-import ExecStreamCore
-import ExecStreamHTTP1
-import Logging
-import NIOCore
+package import ExecStreamCore
+package import Logging
+package import NIOCore
 
 /// Remote command over SPDY/3.1, after the HTTP/1.1 upgrade (PROTOCOLS.md §3a, §3b, §3d).
 ///
@@ -12,11 +11,11 @@ import NIOCore
 /// is FIN on stdout and stderr, the status on the error stream and its FIN, then GOAWAY and close.
 /// SPDY has no flow control (spdystream has none): a slow client shows as the socket not being
 /// writable, which holds back the delivery and so the process.
-final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
+package final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    package typealias InboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
 
     private let remoteCommandProtocol: SPDYRemoteCommandProtocol
     private let prepared: PreparedSession
@@ -36,7 +35,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
     private var ended = false
     private var released = false
 
-    init(
+    package init(
         remoteCommandProtocol: SPDYRemoteCommandProtocol,
         prepared: PreparedSession,
         registry: ChannelRegistry,
@@ -59,7 +58,7 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
 
     var eventLoop: any EventLoop { self.context!.eventLoop }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         self.creationTimer = context.eventLoop.scheduleTask(in: self.creationTimeout) {
@@ -73,11 +72,11 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
 
     /// The context refers to this handler and this handler to the context: let go of it when
     /// the pipeline does, or the connection (and all it holds) is never freed.
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         self.creationTimer?.cancel()
         self.ended = true
         self.streams.connectionClosed()
@@ -90,19 +89,19 @@ final class SPDYSessionHandler: ChannelInboundHandler, SessionOutputTransport {
         context.fireChannelInactive()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             self.writability.resume()
         }
         context.fireChannelWritabilityChanged()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug("SPDY connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         do {
             try self.decoder.process(buffer: self.unwrapInboundIn(data)) { frame in
                 try self.receive(frame)

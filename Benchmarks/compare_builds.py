@@ -9,9 +9,11 @@ builds side by side (say, a worktree at the commit before a change, and this tre
     .venv/bin/python Benchmarks/compare_builds.py /tmp/before/.build/release .build/release
 
 Each build gets a server of its own; measurements alternate between them, so both see the same
-machine. Exec `true` p50/p99 (ExecLatency, 1,000 runs, 3 rounds: median of each), 1 GiB of stdout
-over native HTTP/2, WebSocket v5 and SPDY (StreamThroughput, median of 3), and server RSS per idle
-exec session (idle_sessions.py). Figures, not assertions."""
+machine, and both are measured with the same clients (the after build's ExecLatency and
+StreamThroughput), so only the server differs. Exec `true` p50/p99 (ExecLatency, 1,000 runs,
+3 rounds: median of each), 1 GiB of stdout over native HTTP/2, WebSocket v5 over HTTP/1.1 and over
+HTTP/2 (RFC 8441) and SPDY (StreamThroughput, median of 3), and server RSS per idle exec session
+(idle_sessions.py). Figures, not assertions."""
 import os
 import pathlib
 import re
@@ -62,23 +64,26 @@ def idle(bin_dir: str) -> str:
 def main() -> None:
     builds = {"before": sys.argv[1], "after": sys.argv[2]}
     servers = {name: start_server(os.path.join(path, "execstream")) for name, path in builds.items()}
-    figures = {name: {"p50": [], "p99": [], "native": [], "websocket": [], "spdy": []} for name in builds}
+    clients = builds["after"]
+    transports = ("native", "websocket", "websocket-h2", "spdy")
+    figures = {name: {"p50": [], "p99": [], **{transport: [] for transport in transports}} for name in builds}
     try:
         for _ in range(3):
-            for name, path in builds.items():
-                p50, p99 = latency(path, servers[name][1])
+            for name in builds:
+                p50, p99 = latency(clients, servers[name][1])
                 figures[name]["p50"].append(p50)
                 figures[name]["p99"].append(p99)
-            for transport in ("native", "websocket", "spdy"):
-                for name, path in builds.items():
-                    figures[name][transport].append(throughput(path, servers[name][1], transport))
+            for transport in transports:
+                for name in builds:
+                    figures[name][transport].append(throughput(clients, servers[name][1], transport))
     finally:
         for process, _ in servers.values():
             process.terminate()
             process.wait(timeout=60)
     print(f"{'':<28}{'before':>12}{'after':>12}{'after/before':>14}")
     for key, label, unit in (("p50", "exec true p50", "ms"), ("p99", "exec true p99", "ms"), ("native", "1 GiB native HTTP/2", "MB/s"),
-                             ("websocket", "1 GiB WebSocket v5", "MB/s"), ("spdy", "1 GiB SPDY/3.1", "MB/s")):
+                             ("websocket", "1 GiB WebSocket v5", "MB/s"), ("websocket-h2", "1 GiB WebSocket/HTTP2", "MB/s"),
+                             ("spdy", "1 GiB SPDY/3.1", "MB/s")):
         before, after = statistics.median(figures["before"][key]), statistics.median(figures["after"][key])
         print(f"{label + ' (' + unit + ')':<28}{before:>12.3f}{after:>12.3f}{after / before:>13.2f}x")
     for name, path in builds.items():

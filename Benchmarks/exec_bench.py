@@ -89,9 +89,9 @@ def throughput(address: str, pid: int) -> None:
 
 
 def transports(address: str, pid: int) -> None:
-    figures = {name: [] for name in ("native", "websocket", "spdy")}
+    figures = {name: [] for name in ("native", "websocket", "websocket-h2", "spdy")}
     for _ in range(3):
-        for name in figures:  # interleaved, so all three see the same machine
+        for name in figures:  # interleaved, so all of them see the same machine
             before = cpu_seconds(pid)
             line = subprocess.run(
                 [os.path.join(BIN, "StreamThroughput"), "--server", address, "--transport", name, "--bytes", str(GIB)],
@@ -100,7 +100,8 @@ def transports(address: str, pid: int) -> None:
             figures[name].append((float(line[3]), cpu_seconds(pid) - before))
     print("1 GiB of stdout per transport (median of 3 interleaved)")
     native = sorted(figures["native"])[1][0]
-    for name, label in (("native", "native HTTP/2"), ("websocket", "WebSocket v5 (HTTP/1.1)"), ("spdy", "SPDY/3.1")):
+    for name, label in (("native", "native HTTP/2"), ("websocket", "WebSocket v5 (HTTP/1.1)"), ("websocket-h2", "WebSocket v5 (HTTP/2)"),
+                        ("spdy", "SPDY/3.1")):
         rate, cpu = sorted(figures[name])[1]
         print(f"  {label:<26} {rate:8.0f} MB/s   server {cpu:5.2f} CPU-s   {rate / native:5.2f}x native")
 

@@ -1,6 +1,8 @@
 // `make bench`: one exec's stdout (`head -c N /dev/zero`) read to the end over one transport
-// (native HTTP/2, WebSocket v5 over HTTP/1.1, or SPDY/3.1), against a running `execstream serve`.
-// Usage: StreamThroughput --server CONTROL --transport native|websocket|spdy [--bytes N] [--tls-ca FILE]
+// (native HTTP/2, WebSocket v5 over HTTP/1.1 or over HTTP/2 (RFC 8441), or SPDY/3.1), against a
+// running `execstream serve`.
+// Usage: StreamThroughput --server CONTROL --transport native|websocket|websocket-h2|spdy [--bytes N]
+//        [--tls-ca FILE]
 // The Exec call goes to the control plane (the unix socket); the stream to the listener its URL
 // names (native over TLS for an https:// URL).
 // Prints one line: transport, bytes, seconds, MB/s. Benchmarks/exec_bench.py compares them.
@@ -19,7 +21,7 @@ func argument(_ name: String) -> String? {
     arguments.firstIndex(of: name).flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
 }
 guard let serverText = argument("--server"), let address = try? ListenAddress(parsing: serverText), let transport = argument("--transport") else {
-    fatalError("usage: StreamThroughput --server CONTROL --transport native|websocket|spdy [--bytes N] [--tls-ca FILE]")
+    fatalError("usage: StreamThroughput --server CONTROL --transport native|websocket|websocket-h2|spdy [--bytes N] [--tls-ca FILE]")
 }
 let byteCount = argument("--bytes").flatMap { Int($0) } ?? (1 << 30)
 
@@ -97,30 +99,9 @@ final class RawStreamCounter: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func readWebSocket(context: ChannelHandlerContext) {
-        while self.buffered.readableBytes >= 2 {
-            let start = self.buffered.readerIndex
-            let opcode = self.buffered.getInteger(at: start, as: UInt8.self)! & 0x0F
-            var length = Int(self.buffered.getInteger(at: start + 1, as: UInt8.self)! & 0x7F)
-            var offset = 2
-            if length == 126 {
-                guard let extended = self.buffered.getInteger(at: start + 2, as: UInt16.self) else { return }
-                length = Int(extended)
-                offset = 4
-            } else if length == 127 {
-                guard let extended = self.buffered.getInteger(at: start + 2, as: UInt64.self) else { return }
-                length = Int(extended)
-                offset = 10
-            }
-            guard self.buffered.readableBytes >= offset + length else { return }
-            if opcode == 0x2, length > 0, self.buffered.getInteger(at: start + offset, as: UInt8.self) == 1 {
-                self.stdoutBytes += length - 1
-            }
-            self.buffered.moveReaderIndex(forwardBy: offset + length)
-            if opcode == 0x8 {
-                self.done.succeed(self.stdoutBytes)
-                context.close(promise: nil)
-                return
-            }
+        if WebSocketStdoutCounter.read(&self.buffered, into: &self.stdoutBytes) {
+            self.done.succeed(self.stdoutBytes)
+            context.close(promise: nil)
         }
     }
 
@@ -144,6 +125,37 @@ final class RawStreamCounter: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
+/// Reads server frames of RFC 6455 from `buffer`, adding the stdout bytes of v5 binary messages
+/// (channel 1) to `count`; true once the close frame has been read.
+enum WebSocketStdoutCounter {
+    static func read(_ buffer: inout ByteBuffer, into count: inout Int) -> Bool {
+        while buffer.readableBytes >= 2 {
+            let start = buffer.readerIndex
+            let opcode = buffer.getInteger(at: start, as: UInt8.self)! & 0x0F
+            var length = Int(buffer.getInteger(at: start + 1, as: UInt8.self)! & 0x7F)
+            var offset = 2
+            if length == 126 {
+                guard let extended = buffer.getInteger(at: start + 2, as: UInt16.self) else { return false }
+                length = Int(extended)
+                offset = 4
+            } else if length == 127 {
+                guard let extended = buffer.getInteger(at: start + 2, as: UInt64.self) else { return false }
+                length = Int(extended)
+                offset = 10
+            }
+            guard buffer.readableBytes >= offset + length else { return false }
+            if opcode == 0x2, length > 0, buffer.getInteger(at: start + offset, as: UInt8.self) == 1 {
+                count += length - 1
+            }
+            buffer.moveReaderIndex(forwardBy: offset + length)
+            if opcode == 0x8 {
+                return true
+            }
+        }
+        return false
+    }
+}
+
 let clock = ContinuousClock()
 let start = clock.now
 let received: Int
@@ -153,6 +165,33 @@ case "native":
     let stream = try await NativeStreamClient.open(url: url, on: data)
     var count = 0
     _ = try await stream.receive { _, bytes in count += bytes.readableBytes }
+    received = count
+case "websocket-h2":
+    // RFC 8441: extended CONNECT on the data listener, then RFC 6455 frames in the stream's DATA.
+    let data = try await HTTP2ClientConnection.connect(toStreamingURL: url, tls: argument("--tls-ca").map { ClientTLSConfiguration(caFile: $0) })
+    let stream = try await data.makeStream(
+        method: "CONNECT",
+        path: path,
+        headers: [
+            HTTP2ClientHeader(":protocol", "websocket"), HTTP2ClientHeader("sec-websocket-version", "13"),
+            HTTP2ClientHeader("sec-websocket-protocol", "v5.channel.k8s.io"),
+        ]
+    )
+    var buffered = ByteBuffer()
+    var count = 0
+    reading: for try await event in stream.response {
+        switch event {
+        case .head(let status, _):
+            precondition(status == 200, "extended CONNECT refused: \(status)")
+        case .data(let chunk):
+            buffered.writeImmutableBuffer(chunk)
+            if WebSocketStdoutCounter.read(&buffered, into: &count) { break reading }
+            buffered.discardReadBytes()
+        case .trailers:
+            break
+        }
+    }
+    stream.reset()
     received = count
 case "websocket", "spdy":
     let group = MultiThreadedEventLoopGroup.singleton

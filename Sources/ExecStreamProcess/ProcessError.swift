@@ -2,16 +2,19 @@
 public struct ProcessError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What went wrong. A struct over a private enum, so codes can be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Wrapped: String, Hashable, Sendable {
+        /// The codes as a closed set, for the package's one mapping to wire codes (an exhaustive
+        /// switch there); callers outside the package see only the open `Code`.
+        package enum Kind: String, Hashable, Sendable {
             case executableNotFound
             case spawnFailed
             case systemCallFailed
         }
 
-        private let wrapped: Wrapped
+        /// Which code this is, as a closed set (see `Kind`).
+        package let kind: Kind
 
-        private init(_ wrapped: Wrapped) {
-            self.wrapped = wrapped
+        private init(_ kind: Kind) {
+            self.kind = kind
         }
 
         /// The command names no executable file (on PATH, or at its path).
@@ -21,7 +24,7 @@ public struct ProcessError: Error, Hashable, Sendable, CustomStringConvertible {
         /// A system call around the spawn failed (pipe, pty, epoll).
         public static let systemCallFailed = Code(.systemCallFailed)
 
-        public var description: String { self.wrapped.rawValue }
+        public var description: String { self.kind.rawValue }
     }
 
     /// What went wrong.

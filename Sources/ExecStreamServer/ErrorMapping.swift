@@ -2,13 +2,15 @@ import ExecStreamCore
 import ExecStreamProcess
 import GRPCCore
 
-// The one place where errors of the lower layers become gRPC status codes.
+// The one place where errors of the lower layers become gRPC and HTTP status codes. The switches
+// are exhaustive over each code's closed `Kind` (package-visible), so a new code cannot be added
+// without deciding here what it means on the wire.
 
 extension RPCError {
     /// The core layer's errors, by code.
     init(_ error: ExecStreamError) {
         let code: RPCError.Code
-        switch error.code {
+        switch error.code.kind {
         case .notFound: code = .notFound
         case .alreadyExists: code = .alreadyExists
         case .resourceExhausted: code = .resourceExhausted
@@ -16,7 +18,7 @@ extension RPCError {
         case .messageTooLarge: code = .resourceExhausted
         case .failedPrecondition: code = .failedPrecondition
         case .preempted: code = .aborted
-        default: code = .internalError
+        case .internalError: code = .internalError
         }
         self.init(code: code, message: error.message, cause: error)
     }
@@ -24,9 +26,9 @@ extension RPCError {
     /// A process that could not be started is the caller's command's fault unless the system failed.
     init(_ error: ProcessError) {
         let code: RPCError.Code
-        switch error.code {
+        switch error.code.kind {
         case .executableNotFound, .spawnFailed: code = .unknown
-        default: code = .internalError
+        case .systemCallFailed: code = .internalError
         }
         self.init(code: code, message: error.message, cause: error)
     }
@@ -86,7 +88,7 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
     /// ResourceExhausted → 429 with `Retry-After` (60 s unless said), anything else → its own
     /// status with the message.
     init(_ error: ExecStreamError, retryAfterSeconds: Int = 60) {
-        switch error.code {
+        switch error.code.kind {
         case .notFound:
             self.status = 404
             self.body = StreamRouter.notFoundBody
@@ -100,7 +102,7 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
         case .messageTooLarge:
             self.status = 413
             self.body = error.message + "\n"
-        default:
+        case .alreadyExists, .failedPrecondition, .preempted, .internalError:
             self.status = 500
             self.body = error.message + "\n"
         }

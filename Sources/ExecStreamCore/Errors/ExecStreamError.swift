@@ -7,7 +7,9 @@
 public struct ExecStreamError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure this is. A struct over a private enum, so codes can be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Wrapped: String, Hashable, Sendable {
+        /// The codes as a closed set, for the package's one mapping to wire codes (an exhaustive
+        /// switch there); callers outside the package see only the open `Code`.
+        package enum Kind: String, Hashable, Sendable {
             case notFound
             case alreadyExists
             case resourceExhausted
@@ -19,10 +21,11 @@ public struct ExecStreamError: Error, Hashable, Sendable, CustomStringConvertibl
             case internalError
         }
 
-        private let wrapped: Wrapped
+        /// Which code this is, as a closed set (see `Kind`).
+        package let kind: Kind
 
-        private init(_ wrapped: Wrapped) {
-            self.wrapped = wrapped
+        private init(_ kind: Kind) {
+            self.kind = kind
         }
 
         /// The thing named does not exist (unknown token, container or channel). HTTP 404, gRPC NOT_FOUND.
@@ -44,7 +47,7 @@ public struct ExecStreamError: Error, Hashable, Sendable, CustomStringConvertibl
         /// A bug or an unexpected failure of our own.
         public static let internalError = Code(.internalError)
 
-        public var description: String { self.wrapped.rawValue }
+        public var description: String { self.kind.rawValue }
     }
 
     /// What kind of failure this is.

@@ -22,6 +22,7 @@ import websocket  # noqa: E402
 
 from native_client import NativeStream  # noqa: E402
 from spdy_client import SPDYClient  # noqa: E402
+from websocket_h2 import WebSocketOverH2  # noqa: E402
 
 
 def stubs():
@@ -49,6 +50,8 @@ def open_session(transport: str, url: str):
         return stream.sock
     if transport == "websocket":
         return websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    if transport == "websocket-h2":
+        return WebSocketOverH2(url, ["v5.channel.k8s.io"]).sock
     client = SPDYClient(url, ["v4.channel.k8s.io"])
     for streamtype in ("error", "stdout", "stderr"):
         client.open_stream(streamtype)
@@ -82,7 +85,7 @@ def main() -> None:
             return service.Exec(request, timeout=10).url
 
         print(f"server RSS per idle exec session ({args.sessions} open at once, each transport on its own)")
-        for transport in ("native", "websocket", "spdy"):
+        for transport in ("native", "websocket", "websocket-h2", "spdy"):
             for _ in range(20):  # warm-up
                 open_session(transport, url()).close()
             time.sleep(1)  # let the warm-up sessions' kills and reaps finish (a benchmark, not a test)

@@ -92,7 +92,7 @@ def main() -> None:
             before = rss_kib(server.pid)
             held = [open_session(transport, url()) for _ in range(args.sessions)]
             after = rss_kib(server.pid)
-            print(f"  {transport:<10} {(after - before) / args.sessions:6.1f} KiB/session")
+            print(f"  {transport:<13} {(after - before) / args.sessions:6.1f} KiB/session")
             for sock in held:
                 sock.close()
             time.sleep(2)

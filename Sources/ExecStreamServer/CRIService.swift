@@ -42,6 +42,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
     private let execSyncOutputLimit: Int
     private let maxMessageBytes: Int
     private let supervisor: ContainerSupervisor
+    private let metrics: ServerMetrics
 
     init(
         containers: ContainerStore,
@@ -49,9 +50,11 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         advertised: AdvertisedStreamingAddress,
         execSyncOutputLimit: Int,
         maxMessageBytes: Int,
-        supervisor: ContainerSupervisor
+        supervisor: ContainerSupervisor,
+        metrics: ServerMetrics
     ) {
         self.supervisor = supervisor
+        self.metrics = metrics
         self.maxMessageBytes = maxMessageBytes
         self.containers = containers
         self.requests = requests
@@ -75,12 +78,30 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         request: ServerRequest<Runtime_V1_ExecSyncRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Runtime_V1_ExecSyncResponse> {
-        let (response, trailers) = try await self.runExecSync(request.message)
+        let (response, trailers) = try await self.observedExecSync(request.message)
         return ServerResponse(message: response, trailingMetadata: trailers)
     }
 
     func execSync(request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws -> Runtime_V1_ExecSyncResponse {
-        try await self.runExecSync(request).response
+        try await self.observedExecSync(request).response
+    }
+
+    /// Runs an ExecSync and counts how it ended.
+    private func observedExecSync(_ request: Runtime_V1_ExecSyncRequest) async throws -> (response: Runtime_V1_ExecSyncResponse, trailers: Metadata) {
+        let start = ContinuousClock.now
+        let outcome: String
+        defer { self.metrics.execSyncEnded(outcome: outcome, duration: .now - start) }
+        do {
+            let result = try await self.runExecSync(request)
+            outcome = result.response.exitCode == 0 ? "exit_zero" : "exit_nonzero"
+            return result
+        } catch let error as RPCError where error.code == .deadlineExceeded {
+            outcome = "timeout"
+            throw error
+        } catch {
+            outcome = "error"
+            throw error
+        }
     }
 
     private func runExecSync(_ request: Runtime_V1_ExecSyncRequest) async throws -> (response: Runtime_V1_ExecSyncResponse, trailers: Metadata) {

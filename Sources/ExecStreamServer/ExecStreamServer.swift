@@ -82,13 +82,15 @@ public final class ExecStreamServer: Service, Sendable {
             timers: group.any(),
             logger: self.logger
         )
+        let metrics = ServerMetrics()
         let runtime = CRIRuntimeService(
             containers: containers,
             requests: requests,
             advertised: advertised,
             execSyncOutputLimit: self.configuration.execSyncOutputLimit,
             maxMessageBytes: self.configuration.grpc.maxMessageBytes,
-            supervisor: supervisor
+            supervisor: supervisor,
+            metrics: metrics
         )
         let containerdStreaming = ContainerdStreamingService(registry: registry, logger: self.logger)
         let containerAPI = ContainerService(store: containers, supervisor: supervisor, eventLoops: group)
@@ -100,6 +102,7 @@ public final class ExecStreamServer: Service, Sendable {
             supervisor: supervisor,
             policy: self.configuration.sessions,
             sessions: SessionSlots(limit: self.configuration.sessions.maxConcurrentSessions),
+            metrics: metrics,
             logger: self.logger
         )
         let enableBenchmarkRoutes = self.configuration.enableBenchmarkRoutes

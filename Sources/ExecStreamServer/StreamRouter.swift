@@ -44,6 +44,8 @@ struct StreamRouter: Sendable {
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
             Self.respond(stream, status: 200, body: head.method == "HEAD" ? "" : "ok\n")
+        case ("GET", "/metrics"):
+            Self.respond(stream, status: 200, headers: ["content-type": Self.metricsContentType], body: self.metricsExposition)
         case ("GET", "/debug/bytes") where self.enableBenchmarkRoutes:
             let size = Self.queryValue("size", in: head.path ?? "").flatMap { Int($0) } ?? 0
             Self.streamBytes(stream, count: size)
@@ -106,6 +108,14 @@ struct StreamRouter: Sendable {
         }
     }
 
+    /// Prometheus's text exposition format.
+    static let metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// `/metrics`: the server's metrics, its state gauges read now.
+    private var metricsExposition: String {
+        self.streaming.metrics.exposition(tokensInFlight: self.streaming.requests.count, channels: self.streaming.liveChannelCount)
+    }
+
     /// `/debug/registry`: live IOChannels, for leak checks (back at the baseline once sessions end).
     private var registryReport: String {
         "{\"channels\":\(self.streaming.liveChannelCount)}\n"
@@ -120,6 +130,8 @@ struct StreamRouter: Sendable {
         switch (head.method, head.uri.split(separator: "?").first.map(String.init)) {
         case (.GET, "/healthz"?):
             return HTTP1FallbackHandler.Response(status: .ok, body: "ok\n")
+        case (.GET, "/metrics"?):
+            return HTTP1FallbackHandler.Response(status: .ok, body: self.metricsExposition, contentType: Self.metricsContentType)
         case (.GET, "/debug/registry"?) where self.enableBenchmarkRoutes:
             return HTTP1FallbackHandler.Response(status: .ok, body: self.registryReport)
         default:

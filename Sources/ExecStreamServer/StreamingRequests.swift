@@ -30,6 +30,11 @@ public final class StreamingRequestCache: Sendable {
     }
 
     /// Whether `consume` would succeed now (the token is not spent).
+    /// Tokens issued and neither redeemed nor expired yet.
+    public var count: Int {
+        self.cache.withLock { $0.count }
+    }
+
     public func isRedeemable(_ token: StreamingToken, kind: StreamingRequestKind) -> Bool {
         let now = NIODeadline.now()
         return self.cache.withLock { $0.isRedeemable(token, kind: kind, now: now) }

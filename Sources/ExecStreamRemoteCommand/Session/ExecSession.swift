@@ -1,6 +1,6 @@
 package import ExecStreamCore
 package import ExecStreamProcess
-package import Logging
+import Logging
 package import NIOCore
 import Synchronization
 
@@ -134,6 +134,10 @@ package struct ExecSessionPlan: Sendable {
     package var killProcessGroupWhenClientVanishes: Bool
     /// Runs the container's processes.
     package var processes: any SessionProcessHost
+    /// The transport's name for observers (`native`, `websocket`, `websocket-h2`, `spdy`).
+    package var transport: String
+    /// Who watches sessions (metrics, the audit log).
+    package var observer: any SessionObserver
 
     package init(
         containerID: String,
@@ -145,7 +149,9 @@ package struct ExecSessionPlan: Sendable {
         stdinOnce: Bool,
         postExitDrain: TimeAmount,
         killProcessGroupWhenClientVanishes: Bool,
-        processes: any SessionProcessHost
+        processes: any SessionProcessHost,
+        transport: String,
+        observer: any SessionObserver = NoSessionObserver()
     ) {
         self.containerID = containerID
         self.target = target
@@ -157,6 +163,18 @@ package struct ExecSessionPlan: Sendable {
         self.postExitDrain = postExitDrain
         self.killProcessGroupWhenClientVanishes = killProcessGroupWhenClientVanishes
         self.processes = processes
+        self.transport = transport
+        self.observer = observer
+    }
+
+    /// The session as its observers see it.
+    var observed: ObservedSession {
+        switch self.target {
+        case .exec(let command):
+            ObservedSession(kind: .exec, transport: self.transport, containerID: self.containerID, command: command)
+        case .attach:
+            ObservedSession(kind: .attach, transport: self.transport, containerID: self.containerID, command: nil)
+        }
     }
 }
 
@@ -206,6 +224,12 @@ final class ExecSession {
     private var wasPreempted = false
     /// Called once, when the session has let go of everything.
     private let onRelease: () -> Void
+    /// For observers: the session as they see it, when it started, the output bytes it wrote,
+    /// and the status it wrote.
+    private let observed: ObservedSession
+    private var startedAt: ContinuousClock.Instant?
+    private var outputBytes: [StandardStream: Int] = [:]
+    private var writtenOutcome: RemoteCommandOutcome?
 
     /// Channels of an exec linger only briefly: nobody can reattach to them.
     static let channelOptions = IOChannelOptions(lingerTTL: .seconds(5))
@@ -213,6 +237,7 @@ final class ExecSession {
     init(plan: ExecSessionPlan, registry: ChannelRegistry, client: any SessionOutputTransport, logger: Logger, onRelease: @escaping () -> Void) {
         self.onRelease = onRelease
         self.plan = plan
+        self.observed = plan.observed
         self.registry = registry
         self.client = client
         self.confirming = client as? any ConfirmingOutputTransport
@@ -260,7 +285,14 @@ final class ExecSession {
     /// client event from now on.
     func start() -> SessionInput {
         self.eventLoop.preconditionInEventLoop()
-        let input = SessionInput(producer: self.stdinProducer, session: NIOLoopBound(self, eventLoop: self.eventLoop))
+        self.startedAt = .now
+        self.plan.observer.sessionStarted(self.observed)
+        let input = SessionInput(
+            producer: self.stdinProducer,
+            session: NIOLoopBound(self, eventLoop: self.eventLoop),
+            observer: self.plan.observer,
+            observed: self.observed
+        )
         self.input = input
         if case .exec = self.plan.target {
             for stream in self.machine.configuration.outputs {
@@ -346,7 +378,11 @@ final class ExecSession {
             acknowledge(.failed(deliveredByteCount: 0))
             return
         }
-        switch self.client.writeOutput(stream, chunks, byteCount: byteCount, streamOffset: streamOffset) {
+        let result = self.client.writeOutput(stream, chunks, byteCount: byteCount, streamOffset: streamOffset)
+        if result != .closed {
+            self.outputWritten(byteCount, of: stream)
+        }
+        switch result {
         case .writable:
             acknowledge(.delivered)
         case .aboveHighWatermark:
@@ -361,6 +397,15 @@ final class ExecSession {
         case .closed:
             acknowledge(.failed(deliveredByteCount: 0))
         }
+    }
+
+    /// Tells observers of output that went to the client (the first byte's latency once).
+    private func outputWritten(_ byteCount: Int, of stream: StandardStream) {
+        if self.outputBytes.isEmpty, let startedAt = self.startedAt {
+            self.plan.observer.firstOutput(after: .now - startedAt, in: self.observed)
+        }
+        self.outputBytes[stream, default: 0] += byteCount
+        self.plan.observer.transferred(byteCount, of: stream, in: self.observed)
     }
 
     fileprivate func outputDrained(_ stream: StandardStream) {
@@ -405,6 +450,7 @@ final class ExecSession {
                 self.client.finishOutputs(self.machine.configuration.outputs)
                 self.perform(self.machine.outputStreamsFinished())
             case .writeStatus(let outcome):
+                self.writtenOutcome = outcome
                 self.client.writeStatus(outcome)
                 self.perform(self.machine.statusWritten())
             case .killProcessGroup:
@@ -572,6 +618,8 @@ final class ExecSession {
             }
         }
         self.stdinProducer = nil
+        var bytes = self.outputBytes
+        bytes[.stdin] = self.input?.stdinByteCount ?? 0
         // The input refers to this session: letting go of it breaks the cycle.
         self.input = nil
         if let terminal = self.process?.terminal {
@@ -579,6 +627,9 @@ final class ExecSession {
         }
         self.client.close()
         self.onRelease()
+        let duration = self.startedAt.map { .now - $0 } ?? .zero
+        let outcome: ObservedSessionEnd.Outcome = self.writtenOutcome.map { .status($0) } ?? .clientGone
+        self.plan.observer.sessionEnded(self.observed, ObservedSessionEnd(outcome: outcome, bytes: bytes, duration: duration))
     }
 }
 

@@ -1,5 +1,6 @@
 import ExecStreamCore
 import NIOCore
+import Synchronization
 
 /// The input side of a session: where an adapter puts every `ClientEvent`, from any thread.
 ///
@@ -10,10 +11,20 @@ import NIOCore
 final class SessionInput: Sendable {
     private let producer: ClientInputProducer?
     private let session: NIOLoopBound<ExecSession>
+    private let observer: any SessionObserver
+    private let observed: ObservedSession
+    private let stdinBytes = Atomic<Int>(0)
 
-    init(producer: ClientInputProducer?, session: NIOLoopBound<ExecSession>) {
+    init(producer: ClientInputProducer?, session: NIOLoopBound<ExecSession>, observer: any SessionObserver, observed: ObservedSession) {
         self.producer = producer
         self.session = session
+        self.observer = observer
+        self.observed = observed
+    }
+
+    /// Stdin bytes the client has sent into the session so far.
+    var stdinByteCount: Int {
+        self.stdinBytes.load(ordering: .relaxed)
     }
 
     /// Carries out what the client did.
@@ -23,6 +34,8 @@ final class SessionInput: Sendable {
         case .stdin(let bytes):
             guard let producer = self.producer, bytes.readableBytes > 0 else { return .readMore }
             producer.produce(bytes)
+            self.stdinBytes.add(bytes.readableBytes, ordering: .relaxed)
+            self.observer.transferred(bytes.readableBytes, of: .stdin, in: self.observed)
             return producer.isPaused ? .pauseReading : .readMore
         case .stdinClosed:
             self.producer?.close()

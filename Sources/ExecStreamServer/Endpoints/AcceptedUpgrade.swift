@@ -30,16 +30,23 @@ enum AcceptedUpgrade {
 
     /// Takes a session slot (429, token unspent) and spends the token for an admitted
     /// protocol; on failure, the refusal to send.
-    static func redeem(_ admitted: StreamingProtocol, kind: StreamingRequestKind, token: String, streaming: StreamingEndpoint) -> Result<AcceptedUpgrade, HTTPErrorResponse> {
+    /// `overHTTP2`: the carrier is an HTTP/2 stream (RFC 8441), not an HTTP/1.1 connection.
+    static func redeem(
+        _ admitted: StreamingProtocol,
+        kind: StreamingRequestKind,
+        token: String,
+        overHTTP2: Bool = false,
+        streaming: StreamingEndpoint
+    ) -> Result<AcceptedUpgrade, HTTPErrorResponse> {
         switch admitted {
         case .webSocket(let channelProtocol):
-            return streaming.prepare(kind: kind, token: token).map { .webSocketSession($0, channelProtocol) }
+            return streaming.prepare(kind: kind, token: token, transport: overHTTP2 ? "websocket-h2" : "websocket").map { .webSocketSession($0, channelProtocol) }
         case .webSocketPortForward(let channelProtocol):
             return streaming.preparePortForward(token: token).map { .webSocketPortForward($0, channelProtocol) }
         case .spdyOverWebSocket:
             return streaming.preparePortForward(token: token).map { .spdyOverWebSocket($0) }
         case .spdy(let chosen):
-            return streaming.prepare(kind: kind, token: token).map { .spdySession($0, chosen) }
+            return streaming.prepare(kind: kind, token: token, transport: "spdy").map { .spdySession($0, chosen) }
         case .spdyPortForward:
             return streaming.preparePortForward(token: token).map { .spdyPortForward($0) }
         case .native:

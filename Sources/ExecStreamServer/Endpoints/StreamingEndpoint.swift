@@ -18,6 +18,8 @@ struct StreamingEndpoint: Sendable {
     let supervisor: ContainerSupervisor
     let policy: SessionPolicy
     let sessions: SessionSlots
+    /// Counts sessions (as their observer) and refusals.
+    let metrics: ServerMetrics
     /// Sessions log with it; a connection's router adds its peer.
     var logger: Logger
 
@@ -42,7 +44,7 @@ struct StreamingEndpoint: Sendable {
         case .native:
             self.serveNative(stream, kind: kind, token: token)
         case .webSocket(let channelProtocol):
-            switch AcceptedUpgrade.redeem(admitted, kind: kind, token: token, streaming: self) {
+            switch AcceptedUpgrade.redeem(admitted, kind: kind, token: token, overHTTP2: true, streaming: self) {
             case .success(let accepted):
                 self.serveWebSocket(stream, accepted: accepted, channelProtocol: channelProtocol)
             case .failure(let error):
@@ -82,7 +84,7 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
-        switch self.prepare(kind: kind, token: token) {
+        switch self.prepare(kind: kind, token: token, transport: "native") {
         case .success(let prepared):
             NativeHTTP2SessionAdapter.serve(
                 stream,
@@ -98,14 +100,20 @@ struct StreamingEndpoint: Sendable {
         }
     }
 
-    /// The admission decision for every carrier: the token is looked at, never spent.
+    /// The admission decision for every carrier: the token is looked at, never spent. A refusal
+    /// is counted here, once for every carrier.
     func admit(kind: StreamingRequestKind, token: String, carrier: StreamingCarrier) -> Result<StreamingProtocol, HTTPErrorResponse> {
         let redeemable = self.requests.isRedeemable(StreamingToken(rawValue: token), kind: kind)
-        return StreamingAdmission.decide(kind: kind, tokenRedeemable: redeemable, carrier: carrier).mapError { HTTPErrorResponse($0) }
+        return StreamingAdmission.decide(kind: kind, tokenRedeemable: redeemable, carrier: carrier).mapError { refusal in
+            let response = HTTPErrorResponse(refusal)
+            self.metrics.refused(status: response.status)
+            return response
+        }
     }
 
     /// The last checks of an exec or attach, once the protocol's own passed (see `redeem`).
-    func prepare(kind: StreamingRequestKind, token: String) -> Result<PreparedSession, HTTPErrorResponse> {
+    /// `transport` names the chosen protocol for the session's observers.
+    func prepare(kind: StreamingRequestKind, token: String, transport: String) -> Result<PreparedSession, HTTPErrorResponse> {
         self.redeem(kind: kind, token: token) { request throws(ExecStreamError) in
             let containerID: String
             let target: ExecSessionPlan.Target
@@ -129,7 +137,9 @@ struct StreamingEndpoint: Sendable {
                 stdinOnce: container.spec.mainProcess?.stdinOnce == true,
                 postExitDrain: self.policy.postExitDrain,
                 killProcessGroupWhenClientVanishes: self.policy.killProcessGroupWhenClientVanishes,
-                processes: self.supervisor.processes(of: container.spec)
+                processes: self.supervisor.processes(of: container.spec),
+                transport: transport,
+                observer: self.metrics
             )
         }.map { PreparedSession(plan: $0.value, release: $0.release) }
     }
@@ -158,6 +168,7 @@ struct StreamingEndpoint: Sendable {
     ) -> Result<(value: Value, release: @Sendable () -> Void), HTTPErrorResponse> {
         guard self.sessions.reserve() else {
             let error = ExecStreamError(code: .resourceExhausted, message: "too many streaming sessions (\(self.sessions.limit)); retry shortly")
+            self.metrics.refused(status: 429)
             return .failure(HTTPErrorResponse(error, retryAfterSeconds: 1))
         }
         let sessions = self.sessions
@@ -167,7 +178,9 @@ struct StreamingEndpoint: Sendable {
             return .success((value, { sessions.release() }))
         } catch {
             sessions.release()
-            return .failure(HTTPErrorResponse(error))
+            let response = HTTPErrorResponse(error)
+            self.metrics.refused(status: response.status)
+            return .failure(response)
         }
     }
 }

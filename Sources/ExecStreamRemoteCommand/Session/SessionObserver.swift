@@ -1,0 +1,81 @@
+package import ExecStreamCore
+
+/// What a session tells whoever watches sessions (metrics, the audit log): the one place where
+/// they see sessions, whatever the transport. Adapters report nothing themselves.
+///
+/// `sessionStarted`, `firstOutput` and `sessionEnded` are called on the session's event loop,
+/// once each (the first output may never come); `transferred` from the thread that moved the
+/// bytes (stdin from any, output on the loop), once per delivery, never per byte.
+package protocol SessionObserver: Sendable {
+    /// A session has started: its plan is resolved, its transport chosen.
+    func sessionStarted(_ session: ObservedSession)
+    /// `byteCount` bytes of `stream` went to the client (stdout, stderr) or came from it (stdin).
+    func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession)
+    /// The first output byte went to the client, `latency` after the session started.
+    func firstOutput(after latency: Duration, in session: ObservedSession)
+    /// The session has let go of everything.
+    func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd)
+}
+
+/// A session as its observers see it.
+package struct ObservedSession: Sendable {
+    /// `exec` or `attach`.
+    package var kind: StreamingRequestKind
+    /// The transport's name, as a metric label: `native`, `websocket`, `websocket-h2`, `spdy`.
+    package var transport: String
+    /// The container's id.
+    package var containerID: String
+    /// An exec's command.
+    package var command: [String]?
+
+    package init(kind: StreamingRequestKind, transport: String, containerID: String, command: [String]?) {
+        self.kind = kind
+        self.transport = transport
+        self.containerID = containerID
+        self.command = command
+    }
+}
+
+/// How a session ended, as its observers see it.
+package struct ObservedSessionEnd: Sendable {
+    /// What the client was told, or why it was told nothing.
+    package enum Outcome: Sendable, Hashable {
+        /// The status was written: the process exited (or could not start, or was preempted).
+        case status(RemoteCommandOutcome)
+        /// The client went away before the status.
+        case clientGone
+    }
+
+    package var outcome: Outcome
+    /// Bytes each way, by stream.
+    package var bytes: [StandardStream: Int]
+    /// From the start to the release.
+    package var duration: Duration
+
+    package init(outcome: Outcome, bytes: [StandardStream: Int], duration: Duration) {
+        self.outcome = outcome
+        self.bytes = bytes
+        self.duration = duration
+    }
+
+    /// The outcome as a metric label: `exit_zero`, `exit_nonzero`, `error`, `preempted`,
+    /// `client_gone`.
+    package var outcomeLabel: String {
+        switch self.outcome {
+        case .status(.exited(code: 0)): "exit_zero"
+        case .status(.exited): "exit_nonzero"
+        case .status(.internalError): "error"
+        case .status(.preempted): "preempted"
+        case .clientGone: "client_gone"
+        }
+    }
+}
+
+/// Observes nothing: for sessions nobody watches (tests, tools).
+package struct NoSessionObserver: SessionObserver {
+    package init() {}
+    package func sessionStarted(_ session: ObservedSession) {}
+    package func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession) {}
+    package func firstOutput(after latency: Duration, in session: ObservedSession) {}
+    package func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {}
+}

@@ -1,0 +1,108 @@
+import CoreMetrics
+import ExecStreamCore
+import ExecStreamRemoteCommand
+import Prometheus
+
+/// The server's Prometheus metrics, served at `/metrics`: swift-metrics instruments on a registry
+/// of the server's own (nothing is bootstrapped globally, so servers in one process do not mix).
+///
+/// Sessions are observed at the session seam (this is their `SessionObserver`), never in a
+/// protocol; admission refusals where admission decides, for every carrier; ExecSync where it
+/// runs. Gauges of state (tokens in flight, IOChannels) are read when scraped.
+final class ServerMetrics: SessionObserver {
+    /// The metrics' registry, rendered by `exposition()`.
+    let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let bytes: [StandardStream: CoreMetrics.Counter]
+    private let tokensInFlight: CoreMetrics.Gauge
+    private let channels: CoreMetrics.Gauge
+
+    /// Metric names, in one place.
+    enum Name {
+        static let sessionsStarted = "execstream_sessions_started_total"
+        static let sessionsEnded = "execstream_sessions_ended_total"
+        static let sessionsActive = "execstream_sessions_active"
+        static let bytes = "execstream_session_bytes_total"
+        static let sessionDuration = "execstream_session_duration_seconds"
+        static let timeToFirstOutput = "execstream_time_to_first_output_seconds"
+        static let admissionRefusals = "execstream_admission_refusals_total"
+        static let execSyncs = "execstream_execsync_total"
+        static let execSyncDuration = "execstream_execsync_duration_seconds"
+        static let tokensInFlight = "execstream_streaming_tokens_in_flight"
+        static let channels = "execstream_iochannels"
+        static let buildInfo = "execstream_build_info"
+    }
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let fast: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                                .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10)]
+        let long: [Duration] = [.milliseconds(10), .milliseconds(100), .seconds(1), .seconds(10), .seconds(60), .seconds(600), .seconds(3600), .seconds(14400)]
+        factory.durationHistogramBuckets = [
+            Name.timeToFirstOutput: fast,
+            Name.execSyncDuration: fast + [.seconds(30), .seconds(60), .seconds(300)],
+            Name.sessionDuration: long,
+        ]
+        self.registry = registry
+        self.factory = factory
+        self.bytes = Dictionary(uniqueKeysWithValues: StandardStream.allCases.map { stream in
+            let direction = stream == .stdin ? "in" : "out"
+            return (stream, CoreMetrics.Counter(label: Name.bytes, dimensions: [("direction", direction), ("stream", stream.rawValue)], factory: factory))
+        })
+        self.tokensInFlight = CoreMetrics.Gauge(label: Name.tokensInFlight, factory: factory)
+        self.channels = CoreMetrics.Gauge(label: Name.channels, factory: factory)
+        CoreMetrics.Gauge(label: Name.buildInfo, dimensions: [("version", ExecStreamVersion.runtimeVersion)], factory: factory).record(1)
+    }
+
+    /// The Prometheus text exposition, with the state gauges read now.
+    func exposition(tokensInFlight: Int, channels: Int) -> String {
+        self.tokensInFlight.record(tokensInFlight)
+        self.channels.record(channels)
+        return self.registry.emitToString()
+    }
+
+    // MARK: SessionObserver
+
+    func sessionStarted(_ session: ObservedSession) {
+        let dimensions = [("kind", session.kind.rawValue), ("transport", session.transport)]
+        CoreMetrics.Counter(label: Name.sessionsStarted, dimensions: dimensions, factory: self.factory).increment()
+        Meter(label: Name.sessionsActive, dimensions: dimensions, factory: self.factory).increment()
+    }
+
+    func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession) {
+        self.bytes[stream]?.increment(by: byteCount)
+    }
+
+    func firstOutput(after latency: Duration, in session: ObservedSession) {
+        CoreMetrics.Timer(label: Name.timeToFirstOutput, dimensions: [("kind", session.kind.rawValue)], factory: self.factory).recordNanoseconds(latency.nanoseconds)
+    }
+
+    func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {
+        let dimensions = [("kind", session.kind.rawValue), ("transport", session.transport)]
+        Meter(label: Name.sessionsActive, dimensions: dimensions, factory: self.factory).decrement()
+        CoreMetrics.Counter(label: Name.sessionsEnded, dimensions: dimensions + [("outcome", end.outcomeLabel)], factory: self.factory).increment()
+        CoreMetrics.Timer(label: Name.sessionDuration, dimensions: [("kind", session.kind.rawValue)], factory: self.factory).recordNanoseconds(end.duration.nanoseconds)
+    }
+
+    // MARK: Outside sessions
+
+    /// A streaming request refused before any streaming, with the HTTP status it got.
+    func refused(status: Int) {
+        CoreMetrics.Counter(label: Name.admissionRefusals, dimensions: [("status", String(status))], factory: self.factory).increment()
+    }
+
+    /// An ExecSync ended: `exit_zero`, `exit_nonzero`, `timeout` or `error`.
+    func execSyncEnded(outcome: String, duration: Duration) {
+        CoreMetrics.Counter(label: Name.execSyncs, dimensions: [("outcome", outcome)], factory: self.factory).increment()
+        CoreMetrics.Timer(label: Name.execSyncDuration, factory: self.factory).recordNanoseconds(duration.nanoseconds)
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, as swift-metrics' timers take them.
+    fileprivate var nanoseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

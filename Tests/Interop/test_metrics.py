@@ -1,0 +1,88 @@
+"""`/metrics` counts exactly what happened: a known workload against a server of this module's own,
+then the exposition parsed with prometheus_client's own text parser (the one Prometheus-compatible
+scrapers are tested against). The test waits for the server to settle (`/debug/settled`), the
+event that says every session has ended, never for time."""
+import urllib.request
+import uuid
+
+import websocket
+from prometheus_client.parser import text_string_to_metric_families
+
+from test_leaks import exec_url, settled
+
+
+def scrape(server) -> dict:
+    """Every sample of `/metrics` on the data plane (HTTP/1.1), keyed by name and sorted labels."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def websocket_exec(url: str) -> bytes:
+    """A v5 WebSocket exec read to its close frame; stdout's bytes."""
+    ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    stdout = b""
+    try:
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return stdout
+            if opcode == websocket.ABNF.OPCODE_BINARY and data[:1] == b"\x01":
+                stdout += data[1:]
+    finally:
+        ws.close()
+
+
+def refused_upgrade(server) -> int:
+    """A WebSocket upgrade with a token nobody issued: the HTTP status it gets."""
+    try:
+        websocket.create_connection(f"ws://127.0.0.1:{server.port}/exec/{uuid.uuid4().hex}", subprotocols=["v5.channel.k8s.io"], timeout=10)
+    except websocket.WebSocketBadStatusException as refused:
+        return refused.status_code
+    raise AssertionError("an unknown token was upgraded")
+
+
+def test_metrics_count_a_known_workload_exactly(server, runtime):
+    api, service = runtime
+    before = scrape(server)
+    for _ in range(10):
+        assert websocket_exec(exec_url(runtime, ["printf", "hi"])) == b"hi"
+    for _ in range(3):
+        assert refused_upgrade(server) == 404
+    response = service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["printf", "sync"], timeout=10), timeout=30)
+    assert response.stdout == b"sync" and response.exit_code == 0
+    settled(server)
+    after = scrape(server)
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    session = {"kind": "exec", "transport": "websocket"}
+    assert grew("execstream_sessions_started_total", **session) == 10
+    assert grew("execstream_sessions_ended_total", outcome="exit_zero", **session) == 10
+    assert value(after, "execstream_sessions_active", **session) == 0
+    assert grew("execstream_session_bytes_total", direction="out", stream="stdout") == 20
+    assert grew("execstream_session_bytes_total", direction="out", stream="stderr") == 0
+    assert grew("execstream_session_bytes_total", direction="in", stream="stdin") == 0
+    assert grew("execstream_admission_refusals_total", status="404") == 3
+    assert grew("execstream_execsync_total", outcome="exit_zero") == 1
+    assert grew("execstream_execsync_duration_seconds_count") == 1
+    assert grew("execstream_session_duration_seconds_count", kind="exec") == 10
+    assert grew("execstream_time_to_first_output_seconds_count", kind="exec") == 10
+    # Histogram buckets are cumulative and end with +Inf, which holds every observation.
+    assert value(after, "execstream_session_duration_seconds_bucket", kind="exec", le="+Inf") == value(
+        after, "execstream_session_duration_seconds_count", kind="exec"
+    )
+    assert value(after, "execstream_iochannels") >= 0
+    build = [(labels, sample) for (name, labels), sample in after.items() if name == "execstream_build_info"]
+    assert len(build) == 1 and build[0][1] == 1 and dict(build[0][0])["version"]

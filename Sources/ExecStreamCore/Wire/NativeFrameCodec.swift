@@ -85,7 +85,7 @@ public struct NativeFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     public mutating func decode(buffer: inout ByteBuffer) throws(ExecStreamError) -> NativeFrame? {
         let maxPayloadByteCount = self.maxPayloadByteCount
         guard
-            var (channelByte, payload) = try TaggedLengthPrefixedFrame.read(
+            let (channelByte, framePayload) = try TaggedLengthPrefixedFrame.read(
                 from: &buffer,
                 maxPayloadByteCount: maxPayloadByteCount,
                 validateTag: { tag throws(ExecStreamError) in
@@ -98,6 +98,7 @@ public struct NativeFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
                 }
             )
         else { return nil }
+        var payload = framePayload
         switch channelByte {
         case NativeFrameEncoder.closeChannel:
             guard payload.readableBytes == 1, let closed = RemoteCommandChannel(rawValue: payload.readInteger()!) else {

@@ -1,7 +1,7 @@
 package import ExecStreamCore
 package import ExecStreamHTTP2
 package import Logging
-package import NIOCore
+import NIOCore
 
 /// ExecStream's own streaming format over one HTTP/2 stream (PROTOCOLS.md §9): the request body
 /// carries stdin, resize and close frames; the response body carries stdout, stderr, close frames

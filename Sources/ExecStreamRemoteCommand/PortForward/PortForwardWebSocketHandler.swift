@@ -68,17 +68,13 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
             let prefix = ByteBuffer(bytes: [UInt8(port.number & 0xFF), UInt8(port.number >> 8)])
             self.send(prefix, channel: 2 * index)
             self.send(prefix, channel: 2 * index + 1)
-            ClientBootstrap(group: context.eventLoop)
-                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(TCPSide(index: index, forwarder: loopBound))
-                    }
-                }
-                .connect(host: "127.0.0.1", port: Int(port.number))
-                .whenComplete { result in
-                    loopBound.value.connected(index, result)
-                }
+            ForwardedTCPConnection.connect(
+                port: port.number,
+                on: context.eventLoop,
+                allowHalfClosure: false,
+                events: { event in loopBound.value.tcpEvent(index, event) },
+                connected: { result in loopBound.value.connected(index, result) }
+            )
         }
         if self.ports.isEmpty {
             self.closeWebSocket(code: .normalClosure)
@@ -175,18 +171,33 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
         }
     }
 
-    fileprivate func tcpRead(_ index: Int, _ data: ByteBuffer, connection: any Channel) {
+    /// What happened on port `index`'s TCP connection.
+    fileprivate func tcpEvent(_ index: Int, _ event: ForwardedTCPEvent) {
+        switch event {
+        case .read(let data, let connection):
+            self.tcpRead(index, data, connection: connection)
+        case .writable:
+            self.tcpWritable(index)
+        case .ended:
+            self.portEnded(index)
+        case .inputClosed, .failed:
+            // No half-closure here; a failure closes the connection, and `ended` follows.
+            break
+        }
+    }
+
+    private func tcpRead(_ index: Int, _ data: ByteBuffer, connection: any Channel) {
         self.send(data, channel: 2 * index)
         if let context = self.context, !context.channel.isWritable {
             try? connection.syncOptions?.setOption(.autoRead, value: false)
         }
     }
 
-    fileprivate func tcpWritable(_ index: Int) {
+    private func tcpWritable(_ index: Int) {
         try? self.context?.channel.syncOptions?.setOption(.autoRead, value: true)
     }
 
-    fileprivate func portEnded(_ index: Int) {
+    private func portEnded(_ index: Int) {
         guard !self.ports[index].ended else { return }
         self.ports[index].ended = true
         self.ports[index].connection = nil
@@ -229,36 +240,5 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
         guard !self.released else { return }
         self.released = true
         self.prepared.release()
-    }
-
-    /// Relays one forwarded TCP connection to the WebSocket handler (same event loop).
-    private final class TCPSide: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
-
-        let index: Int
-        let forwarder: NIOLoopBound<PortForwardWebSocketHandler>
-
-        init(index: Int, forwarder: NIOLoopBound<PortForwardWebSocketHandler>) {
-            self.index = index
-            self.forwarder = forwarder
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            self.forwarder.value.tcpRead(self.index, self.unwrapInboundIn(data), connection: context.channel)
-        }
-
-        func channelWritabilityChanged(context: ChannelHandlerContext) {
-            if context.channel.isWritable {
-                self.forwarder.value.tcpWritable(self.index)
-            }
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            self.forwarder.value.portEnded(self.index)
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            context.close(promise: nil)
-        }
     }
 }

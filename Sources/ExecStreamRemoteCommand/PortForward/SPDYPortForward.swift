@@ -1,4 +1,4 @@
-package import ExecStreamCore
+import ExecStreamCore
 package import Logging
 package import NIOCore
 import NIOPosix
@@ -154,18 +154,13 @@ final class SPDYPortForwardConnection {
     private func connect(_ requestID: String) {
         guard let pair = self.pairs[requestID] else { return }
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
-        ClientBootstrap(group: self.eventLoop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TCPSide(requestID: requestID, forwarder: loopBound))
-                }
-            }
-            .connect(host: "127.0.0.1", port: Int(pair.port))
-            .whenComplete { result in
-                loopBound.value.connected(requestID, result)
-            }
+        ForwardedTCPConnection.connect(
+            port: pair.port,
+            on: self.eventLoop,
+            allowHalfClosure: true,
+            events: { event in loopBound.value.tcpEvent(requestID, event) },
+            connected: { result in loopBound.value.connected(requestID, result) }
+        )
     }
 
     private func connected(_ requestID: String, _ result: Result<any Channel, any Error>) {
@@ -196,8 +191,24 @@ final class SPDYPortForwardConnection {
         self.write(.data(streamID: stream, fin: false, payload: ByteBuffer(string: json)))
     }
 
+    /// What happened on request `requestID`'s TCP connection.
+    fileprivate func tcpEvent(_ requestID: String, _ event: ForwardedTCPEvent) {
+        switch event {
+        case .read(let data, _):
+            self.tcpRead(requestID, data)
+        case .inputClosed, .ended:
+            // The service finished its answer, or the connection closed: end the pair.
+            self.tcpEnded(requestID)
+        case .failed(let error):
+            self.reportError(requestID, error)
+        case .writable:
+            // SPDY has no flow control towards the client: nothing waits for this.
+            break
+        }
+    }
+
     /// The service's bytes for the client.
-    fileprivate func tcpRead(_ requestID: String, _ data: ByteBuffer) {
+    private func tcpRead(_ requestID: String, _ data: ByteBuffer) {
         guard let stream = self.pairs[requestID]?.dataStream else { return }
         var header = ByteBuffer()
         SPDYFrameEncoder.writeDataHeader(streamID: stream, fin: false, payloadByteCount: data.readableBytes, into: &header)
@@ -205,7 +216,7 @@ final class SPDYPortForwardConnection {
         self.output(data, true)
     }
 
-    fileprivate func tcpEnded(_ requestID: String) {
+    private func tcpEnded(_ requestID: String) {
         self.finish(requestID)
     }
 
@@ -242,39 +253,6 @@ final class SPDYPortForwardConnection {
             }
         }
         return escaped + "\""
-    }
-
-    /// Relays one forwarded TCP connection (same event loop).
-    private final class TCPSide: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
-
-        let requestID: String
-        let forwarder: NIOLoopBound<SPDYPortForwardConnection>
-
-        init(requestID: String, forwarder: NIOLoopBound<SPDYPortForwardConnection>) {
-            self.requestID = requestID
-            self.forwarder = forwarder
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            self.forwarder.value.tcpRead(self.requestID, self.unwrapInboundIn(data))
-        }
-
-        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if let event = event as? ChannelEvent, case .inputClosed = event {
-                // The service finished its answer: end the pair.
-                self.forwarder.value.tcpEnded(self.requestID)
-            }
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            self.forwarder.value.tcpEnded(self.requestID)
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            self.forwarder.value.reportError(self.requestID, error)
-            context.close(promise: nil)
-        }
     }
 }
 

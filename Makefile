@@ -16,7 +16,7 @@ BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 
 # What building and testing need from Debian. libnghttp2-dev is the HTTP/2 engine; nghttp and
 # h2load (nghttp2-client) and curl are test peers. Benchmarks also compare with nghttpd.
-APT_PACKAGES := libnghttp2-dev pkg-config zlib1g-dev nghttp2-client curl
+APT_PACKAGES := libnghttp2-dev pkg-config zlib1g-dev nghttp2-client curl systemd
 BENCH_APT_PACKAGES := nghttp2-server
 
 .PHONY: run test soak bench fuzz build deps apt-install venv swift-test interop-test clean

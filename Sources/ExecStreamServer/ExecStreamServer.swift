@@ -49,14 +49,17 @@ public final class ExecStreamServer: Service, Sendable {
         try self.tls.withLock { $0 }?.reload()
     }
 
-    public func run() async throws {
+    /// Everything the server checks before it binds anything: the configuration's values, the
+    /// containers, the TLS files, the socket's group, the control-plane addresses. `execstream
+    /// serve --check-config` runs exactly this, so a configuration it accepts starts (unless an
+    /// address is in use).
+    public func checkConfiguration() throws(ServerError) {
+        _ = try self.startChecks()
+    }
+
+    /// The checks of `checkConfiguration`, and what they load.
+    private func startChecks() throws(ServerError) -> (containers: ContainerStore, tls: ServerTLS?, socketGroup: (id: gid_t, name: String)?) {
         try self.configuration.validate()
-        let group = MultiThreadedEventLoopGroup.singleton
-        let transport = GRPCHTTP2ServerTransport(configuration: self.configuration.grpc)
-        let health = HealthService(services: [
-            "grpc.health.v1.Health", "runtime.v1.RuntimeService", "runtime.v1.ImageService",
-            "containerd.services.streaming.v1.Streaming", "execstream.v1.Containers",
-        ])
         let containers = ContainerStore()
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
         for spec in self.configuration.containers {
@@ -67,11 +70,36 @@ public final class ExecStreamServer: Service, Sendable {
                 throw ServerError(code: .invalidConfiguration, message: error.message)
             }
         }
+        for address in self.configuration.controlListenAddresses {
+            guard case .tcp = address else {
+                throw ServerError(
+                    code: .invalidConfiguration,
+                    message: "--control-listen takes TCP addresses (\(address) serves the control plane already as a --listen address)"
+                )
+            }
+            guard self.configuration.tls != nil else {
+                throw ServerError(
+                    code: .invalidConfiguration,
+                    message: "--control-listen \(address) needs TLS with client certificates (--tls-cert, --tls-key, --control-client-ca)"
+                )
+            }
+        }
         let tls = try self.configuration.tls.map { files throws(ServerError) in
             try ServerTLS(files: files, needsControl: !self.configuration.controlListenAddresses.isEmpty)
         }
-        self.tls.withLock { $0 = tls }
         let socketGroup = try self.configuration.unixSocketGroup.map { group throws(ServerError) in try ListenerBinder.resolve(group) }
+        return (containers, tls, socketGroup)
+    }
+
+    public func run() async throws {
+        let (containers, tls, socketGroup) = try self.startChecks()
+        let group = MultiThreadedEventLoopGroup.singleton
+        let transport = GRPCHTTP2ServerTransport(configuration: self.configuration.grpc)
+        let health = HealthService(services: [
+            "grpc.health.v1.Health", "runtime.v1.RuntimeService", "runtime.v1.ImageService",
+            "containerd.services.streaming.v1.Streaming", "execstream.v1.Containers",
+        ])
+        self.tls.withLock { $0 = tls }
         let advertised = AdvertisedStreamingAddress()
         let requests = StreamingRequestCache()
         let registry = self.registry
@@ -166,6 +194,7 @@ public final class ExecStreamServer: Service, Sendable {
             self.logger.info("listening", metadata: ["address": "\(listener.listener)"])
         }
         self.onListening(listeners.map(\.listener))
+        SystemdNotifier.ready(status: "serving on " + listeners.map { "\($0.listener)" }.joined(separator: ", "))
 
         var failure: (any Error)?
         do {
@@ -174,6 +203,7 @@ public final class ExecStreamServer: Service, Sendable {
                     try await grpcServer.serve()
                 } onGracefulShutdown: {
                     self.logger.info("graceful shutdown: draining connections")
+                    SystemdNotifier.stopping(status: "draining connections")
                     health.setAll(.notServing)
                     for channel in listenerChannels {
                         channel.close(promise: nil)

@@ -112,6 +112,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(
+        name: .customLong("check-config"),
+        help: "Check the configuration (the file and these flags: values, containers, TLS files, socket group) and exit: 0 if the server would start with it."
+    )
+    var checkConfig = false
+
     func run() async throws {
         let configuration: ServerConfiguration
         do {
@@ -123,6 +129,16 @@ struct ServeCommand: AsyncParsableCommand {
 
         var logger = Logger(label: "execstream")
         logger.logLevel = Logger.Level(rawValue: self.logLevel) ?? .info
+        if self.checkConfig {
+            do {
+                try ExecStreamServer(configuration: configuration, logger: logger).checkConfiguration()
+            } catch {
+                printToStandardError("execstream: \(error.message)")
+                throw ExitCode.failure
+            }
+            print("configuration ok")
+            return
+        }
         let server = ExecStreamServer(configuration: configuration, logger: logger) { bound in
             // One line per listener on stdout: scripts and tests wait for these.
             for listener in bound {

@@ -89,13 +89,16 @@ class RunningServer:
 LISTENING = re.compile(r"listening on (?P<scheme>https?)://(?P<host>[^ ]+):(?P<port>\d+) \((?P<planes>[^)]*)\)")
 
 
-def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: float = 60) -> RunningServer:
-    """Starts `execstream serve` on loopback port 0 and waits for every "listening on" line."""
+def start_server(execstream_bin: str, socket_path: str, *extra: str, timeout: float = 60, env: dict | None = None) -> RunningServer:
+    """Starts `execstream serve` on loopback port 0 and waits for every "listening on" line
+    (`env`: variables added to the server's environment)."""
     args = [execstream_bin, "serve", "--listen", "127.0.0.1:0", "--cri-socket", socket_path, "--log-level", "warning", *extra]
     want_v6 = ipv6_loopback_available()
     if want_v6:
         args[2:2] = ["--listen", "[::1]:0"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=None if env is None else {**os.environ, **env}
+    )
     lines: queue.Queue = queue.Queue()
 
     def pump():

@@ -3,6 +3,7 @@ import ExecStreamProcess
 import ExecStreamProtos
 import Foundation
 import GRPCCore
+import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -43,6 +44,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
     private let maxMessageBytes: Int
     private let supervisor: ContainerSupervisor
     private let metrics: ServerMetrics
+    private let audit: AuditLog
 
     init(
         containers: ContainerStore,
@@ -51,10 +53,12 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         execSyncOutputLimit: Int,
         maxMessageBytes: Int,
         supervisor: ContainerSupervisor,
-        metrics: ServerMetrics
+        metrics: ServerMetrics,
+        audit: AuditLog
     ) {
         self.supervisor = supervisor
         self.metrics = metrics
+        self.audit = audit
         self.maxMessageBytes = maxMessageBytes
         self.containers = containers
         self.requests = requests
@@ -78,21 +82,31 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         request: ServerRequest<Runtime_V1_ExecSyncRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Runtime_V1_ExecSyncResponse> {
-        let (response, trailers) = try await self.observedExecSync(request.message)
+        let (response, trailers) = try await self.observedExecSync(request.message, context: context)
         return ServerResponse(message: response, trailingMetadata: trailers)
     }
 
     func execSync(request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws -> Runtime_V1_ExecSyncResponse {
-        try await self.observedExecSync(request).response
+        try await self.observedExecSync(request, context: context).response
     }
 
-    /// Runs an ExecSync and counts how it ended.
-    private func observedExecSync(_ request: Runtime_V1_ExecSyncRequest) async throws -> (response: Runtime_V1_ExecSyncResponse, trailers: Metadata) {
+    /// Runs an ExecSync, counts how it ended and writes its audit line.
+    private func observedExecSync(_ request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws
+        -> (response: Runtime_V1_ExecSyncResponse, trailers: Metadata)
+    {
         let start = ContinuousClock.now
         let outcome: String
-        defer { self.metrics.execSyncEnded(outcome: outcome, duration: .now - start) }
+        var exitCode: Int32?
+        defer {
+            let duration = ContinuousClock.now - start
+            self.metrics.execSyncEnded(outcome: outcome, duration: duration)
+            var extra: Logger.Metadata = ["durationMs": .stringConvertible(Int(duration / .milliseconds(1)))]
+            if let exitCode { extra["exitCode"] = .stringConvertible(Int(exitCode)) }
+            self.audit.call("ExecSync", context: context, container: request.containerID, command: request.cmd, outcome: outcome, extra)
+        }
         do {
             let result = try await self.runExecSync(request)
+            exitCode = result.response.exitCode
             outcome = result.response.exitCode == 0 ? "exit_zero" : "exit_nonzero"
             return result
         } catch let error as RPCError where error.code == .deadlineExceeded {
@@ -172,6 +186,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
             .exec(containerID: container.spec.id, command: request.cmd, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr),
             kind: .exec
         )
+        self.audit.call("Exec", context: context, container: container.spec.id, command: request.cmd, outcome: "url_issued")
         return .with { $0.url = url }
     }
 
@@ -187,6 +202,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
             .attach(containerID: container.spec.id, tty: request.tty, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr),
             kind: .attach
         )
+        self.audit.call("Attach", context: context, container: container.spec.id, outcome: "url_issued")
         return .with { $0.url = url }
     }
 
@@ -196,6 +212,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         }
         let sandbox = try self.existingContainer(request.podSandboxID)
         let url = try self.issue(.portForward(sandboxID: sandbox.spec.id, ports: request.port), kind: .portForward)
+        self.audit.call("PortForward", context: context, container: sandbox.spec.id, outcome: "url_issued", ["ports": "\(request.port)"])
         return .with { $0.url = url }
     }
 

@@ -10,16 +10,18 @@ final class ContainerService: Execstream_V1_Containers.SimpleServiceProtocol, Se
     private let store: ContainerStore
     private let supervisor: ContainerSupervisor
     private let eventLoops: any EventLoopGroup
+    private let audit: AuditLog
 
-    init(store: ContainerStore, supervisor: ContainerSupervisor, eventLoops: any EventLoopGroup) {
+    init(store: ContainerStore, supervisor: ContainerSupervisor, eventLoops: any EventLoopGroup, audit: AuditLog) {
         self.store = store
         self.supervisor = supervisor
         self.eventLoops = eventLoops
+        self.audit = audit
     }
 
     func create(request: Execstream_V1_CreateContainerRequest, context: ServerContext) async throws -> Execstream_V1_CreateContainerResponse {
         let spec = Self.spec(from: request.spec)
-        try await Self.mapping {
+        try await self.audited("Create", context: context, container: spec.id, command: spec.mainProcess?.command) {
             try spec.validate()
             try self.supervisor.create(spec)
         }
@@ -28,20 +30,38 @@ final class ContainerService: Execstream_V1_Containers.SimpleServiceProtocol, Se
 
     func start(request: Execstream_V1_StartContainerRequest, context: ServerContext) async throws -> Execstream_V1_StartContainerResponse {
         let id = try Self.required(request.id)
-        try await Self.mapping { try await self.supervisor.start(id, on: self.eventLoops.any()) }
+        try await self.audited("Start", context: context, container: id) { try await self.supervisor.start(id, on: self.eventLoops.any()) }
         return .with { $0.container = Self.container(try? self.store.container(id)) }
     }
 
     func stop(request: Execstream_V1_StopContainerRequest, context: ServerContext) async throws -> Execstream_V1_StopContainerResponse {
         let id = try Self.required(request.id)
-        try await Self.mapping { try await self.supervisor.stop(id, grace: try Self.grace(request.timeoutSeconds)) }
+        try await self.audited("Stop", context: context, container: id) { try await self.supervisor.stop(id, grace: try Self.grace(request.timeoutSeconds)) }
         return .with { $0.container = Self.container(try? self.store.container(id)) }
     }
 
     func remove(request: Execstream_V1_RemoveContainerRequest, context: ServerContext) async throws -> Execstream_V1_RemoveContainerResponse {
         let id = try Self.required(request.id)
-        try await Self.mapping { try await self.supervisor.remove(id, grace: try Self.grace(request.timeoutSeconds)) }
+        try await self.audited("Remove", context: context, container: id) { try await self.supervisor.remove(id, grace: try Self.grace(request.timeoutSeconds)) }
         return Execstream_V1_RemoveContainerResponse()
+    }
+
+    /// Runs a call that changes a container (the one error mapping) and writes its audit line:
+    /// `ok`, or the gRPC code it failed with.
+    private func audited(
+        _ method: String,
+        context: ServerContext,
+        container: String,
+        command: [String]? = nil,
+        _ body: () async throws -> Void
+    ) async throws {
+        do {
+            try await Self.mapping(body)
+            self.audit.call("Containers/\(method)", context: context, container: container, command: command, outcome: "ok")
+        } catch let error as RPCError {
+            self.audit.call("Containers/\(method)", context: context, container: container, command: command, outcome: "\(error.code)")
+            throw error
+        }
     }
 
     func list(request: Execstream_V1_ListContainersRequest, context: ServerContext) async throws -> Execstream_V1_ListContainersResponse {

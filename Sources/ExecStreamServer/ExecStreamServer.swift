@@ -111,6 +111,7 @@ public final class ExecStreamServer: Service, Sendable {
             logger: self.logger
         )
         let metrics = ServerMetrics()
+        let audit = AuditLog(logger: self.logger)
         let runtime = CRIRuntimeService(
             containers: containers,
             requests: requests,
@@ -118,10 +119,11 @@ public final class ExecStreamServer: Service, Sendable {
             execSyncOutputLimit: self.configuration.execSyncOutputLimit,
             maxMessageBytes: self.configuration.grpc.maxMessageBytes,
             supervisor: supervisor,
-            metrics: metrics
+            metrics: metrics,
+            audit: audit
         )
         let containerdStreaming = ContainerdStreamingService(registry: registry, logger: self.logger)
-        let containerAPI = ContainerService(store: containers, supervisor: supervisor, eventLoops: group)
+        let containerAPI = ContainerService(store: containers, supervisor: supervisor, eventLoops: group, audit: audit)
         let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService(), containerdStreaming, containerAPI])
         let streaming = StreamingEndpoint(
             requests: requests,
@@ -131,6 +133,7 @@ public final class ExecStreamServer: Service, Sendable {
             policy: self.configuration.sessions,
             sessions: SessionSlots(limit: self.configuration.sessions.maxConcurrentSessions),
             metrics: metrics,
+            audit: audit,
             logger: self.logger
         )
         let enableBenchmarkRoutes = self.configuration.enableBenchmarkRoutes

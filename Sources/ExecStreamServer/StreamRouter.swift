@@ -21,6 +21,7 @@ struct StreamRouter: Sendable {
     init(grpc: GRPCHTTP2ServerTransport, streaming: StreamingEndpoint, enableBenchmarkRoutes: Bool, peer: ConnectionPeer) {
         var streaming = streaming
         streaming.logger[metadataKey: "peer"] = "\(peer.identity)"
+        streaming.peer = "\(peer.identity)"
         self.grpc = grpc
         self.streaming = streaming
         self.enableBenchmarkRoutes = enableBenchmarkRoutes

@@ -109,8 +109,11 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var enableBenchmarkRoutes = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: "text, or json: one object per line (default text).")
+    var logFormat: String?
 
     @Flag(
         name: .customLong("check-config"),
@@ -120,15 +123,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration: ServerConfiguration
+        let logger: Logger
         do {
-            configuration = try self.serverConfiguration()
+            let file = try self.config.map { path throws(ServerError) in try ConfigurationFile.load(path) }
+            configuration = try self.serverConfiguration(file: file)
+            logger = try self.logger(file: file)
         } catch {
             printToStandardError("execstream: \(error.message)")
             throw ExitCode.failure
         }
-
-        var logger = Logger(label: "execstream")
-        logger.logLevel = Logger.Level(rawValue: self.logLevel) ?? .info
         if self.checkConfig {
             do {
                 try ExecStreamServer(configuration: configuration, logger: logger).checkConfiguration()
@@ -162,9 +165,19 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
+    /// The server's logger: the level and format of the flags, else of the config file, else info
+    /// and text. An unknown level or format is an error, never silently the default.
+    private func logger(file: ConfigurationFile?) throws(ServerError) -> Logger {
+        let level = try Logger.Level(parsingLogLevel: self.logLevel ?? file?.logLevel ?? "info")
+        let formatText = self.logFormat ?? file?.logFormat ?? "text"
+        guard let format = LogFormat(parsing: formatText) else {
+            throw ServerError(code: .invalidConfiguration, message: "unknown log format \"\(formatText)\" (json or text)")
+        }
+        return Logger(label: "execstream") { label in ServerLogHandler(label: label, format: format, level: level) }
+    }
+
     /// The defaults, then the config file, then the flags.
-    private func serverConfiguration() throws(ServerError) -> ServerConfiguration {
-        let file = try self.config.map { path throws(ServerError) in try ConfigurationFile.load(path) }
+    private func serverConfiguration(file: ConfigurationFile?) throws(ServerError) -> ServerConfiguration {
         var configuration = ServerConfiguration(listenAddresses: [])
         do {
             try file?.apply(to: &configuration)

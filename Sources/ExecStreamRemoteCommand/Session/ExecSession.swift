@@ -138,6 +138,8 @@ package struct ExecSessionPlan: Sendable {
     package var transport: String
     /// Who watches sessions (metrics, the audit log).
     package var observer: any SessionObserver
+    /// Who the client is (the connection's peer identity), for observers.
+    package var peer: String
 
     package init(
         containerID: String,
@@ -151,7 +153,8 @@ package struct ExecSessionPlan: Sendable {
         killProcessGroupWhenClientVanishes: Bool,
         processes: any SessionProcessHost,
         transport: String,
-        observer: any SessionObserver = NoSessionObserver()
+        observer: any SessionObserver = NoSessionObserver(),
+        peer: String = ""
     ) {
         self.containerID = containerID
         self.target = target
@@ -165,15 +168,16 @@ package struct ExecSessionPlan: Sendable {
         self.processes = processes
         self.transport = transport
         self.observer = observer
+        self.peer = peer
     }
 
     /// The session as its observers see it.
     var observed: ObservedSession {
         switch self.target {
         case .exec(let command):
-            ObservedSession(kind: .exec, transport: self.transport, containerID: self.containerID, command: command)
+            ObservedSession(kind: .exec, transport: self.transport, containerID: self.containerID, command: command, peer: self.peer)
         case .attach:
-            ObservedSession(kind: .attach, transport: self.transport, containerID: self.containerID, command: nil)
+            ObservedSession(kind: .attach, transport: self.transport, containerID: self.containerID, command: nil, peer: self.peer)
         }
     }
 }

@@ -27,12 +27,15 @@ package struct ObservedSession: Sendable {
     package var containerID: String
     /// An exec's command.
     package var command: [String]?
+    /// Who the client is (the connection's peer identity), for the audit log.
+    package var peer: String
 
-    package init(kind: StreamingRequestKind, transport: String, containerID: String, command: [String]?) {
+    package init(kind: StreamingRequestKind, transport: String, containerID: String, command: [String]?, peer: String) {
         self.kind = kind
         self.transport = transport
         self.containerID = containerID
         self.command = command
+        self.peer = peer
     }
 }
 
@@ -68,6 +71,31 @@ package struct ObservedSessionEnd: Sendable {
         case .status(.preempted): "preempted"
         case .clientGone: "client_gone"
         }
+    }
+}
+
+/// Several observers as one: each event goes to every one, in order.
+package struct SessionObservers: SessionObserver {
+    private let observers: [any SessionObserver]
+
+    package init(_ observers: [any SessionObserver]) {
+        self.observers = observers
+    }
+
+    package func sessionStarted(_ session: ObservedSession) {
+        for observer in self.observers { observer.sessionStarted(session) }
+    }
+
+    package func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession) {
+        for observer in self.observers { observer.transferred(byteCount, of: stream, in: session) }
+    }
+
+    package func firstOutput(after latency: Duration, in session: ObservedSession) {
+        for observer in self.observers { observer.firstOutput(after: latency, in: session) }
+    }
+
+    package func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {
+        for observer in self.observers { observer.sessionEnded(session, end) }
     }
 }
 

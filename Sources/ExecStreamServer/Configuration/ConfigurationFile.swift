@@ -1,5 +1,6 @@
 public import ExecStreamCore
 import Foundation
+import Logging
 import NIOCore
 import Yams
 
@@ -20,6 +21,8 @@ import Yams
 /// http2: {keepaliveIntervalSeconds: 60, keepaliveTimeoutSeconds: 20, idleTimeoutSeconds: 1800,
 ///         shutdownGraceSeconds: 30, maxConcurrentStreams: 1000, maxHeaderListSize: 65536}
 /// grpc: {maxMessageBytes: 16777216}
+/// logLevel: info                               # trace, debug, info, notice, warning, error, critical
+/// logFormat: text                              # or json: one object per line
 /// containers:
 ///   - id: web
 ///     name: web
@@ -55,6 +58,10 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     public var grpc: GRPC?
     /// Declared containers (`demo` is declared too, unless this list has its own `demo`).
     public var containers: [Container]?
+    /// trace, debug, info, notice, warning, error or critical (`--log-level` overrides it).
+    public var logLevel: String?
+    /// `json` or `text` (`--log-format` overrides it).
+    public var logFormat: String?
 
     /// `sessions:`
     public struct Sessions: Decodable, Hashable, Sendable {
@@ -143,6 +150,12 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
 
     /// Applies the file's settings over `configuration`.
     public func apply(to configuration: inout ServerConfiguration) throws(ServerError) {
+        if let level = self.logLevel {
+            _ = try Logger.Level(parsingLogLevel: level)
+        }
+        if let format = self.logFormat, LogFormat(parsing: format) == nil {
+            throw ServerError(code: .invalidConfiguration, message: "unknown logFormat \"\(format)\" (json or text)")
+        }
         if let bytes = self.execSyncMaxOutputBytes {
             guard bytes > 0 else { throw ServerError(code: .invalidConfiguration, message: "execSyncMaxOutputBytes must be positive") }
             configuration.execSyncOutputLimit = bytes
@@ -246,7 +259,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     private static let schema: [String: Set<String>] = [
         "": [
             "listen", "controlListen", "criSocket", "socketGroup", "tls", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc",
-            "containers",
+            "containers", "logLevel", "logFormat",
         ],
         "tls": ["certFile", "keyFile", "clientCAFile", "controlClientCAFile"],
         "sessions": [

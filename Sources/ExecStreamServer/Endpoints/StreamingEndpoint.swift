@@ -20,6 +20,10 @@ struct StreamingEndpoint: Sendable {
     let sessions: SessionSlots
     /// Counts sessions (as their observer) and refusals.
     let metrics: ServerMetrics
+    /// Writes every session's end to the audit log (as its observer).
+    let audit: AuditLog
+    /// Who is on the connection this endpoint serves (set by its router), for the audit log.
+    var peer = "unknown"
     /// Sessions log with it; a connection's router adds its peer.
     var logger: Logger
 
@@ -139,7 +143,8 @@ struct StreamingEndpoint: Sendable {
                 killProcessGroupWhenClientVanishes: self.policy.killProcessGroupWhenClientVanishes,
                 processes: self.supervisor.processes(of: container.spec),
                 transport: transport,
-                observer: self.metrics
+                observer: SessionObservers([self.metrics, self.audit]),
+                peer: self.peer
             )
         }.map { PreparedSession(plan: $0.value, release: $0.release) }
     }

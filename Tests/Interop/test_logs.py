@@ -1,0 +1,126 @@
+"""Logs as an operator reads them: with `--log-format json`, every line the server writes (other
+than the "listening on" lines scripts wait for) is one JSON object; the audit log has one line
+per control call and one per session's end with the fields an incident needs; and no line ever
+holds a streaming token or a byte of stdin."""
+import json
+import subprocess
+import urllib.parse
+import uuid
+
+import pytest
+import websocket
+
+from conftest import start_server, stop_server
+
+
+def exec_url(service, api, cmd, stdin=False) -> str:
+    request = api.ExecRequest(container_id="demo", cmd=cmd, stdin=stdin, stdout=True, stderr=True)
+    return service.Exec(request, timeout=10).url
+
+
+def exec_with_stdin(url: str, data: bytes) -> bytes:
+    """A v5 WebSocket exec of `cat`: sends `data` on stdin, closes stdin (v5 CLOSE), returns stdout."""
+    ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    stdout = b""
+    try:
+        ws.send_binary(b"\x00" + data)
+        ws.send_binary(b"\xff\x00")
+        while True:
+            opcode, payload = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return stdout
+            if opcode == websocket.ABNF.OPCODE_BINARY and payload[:1] == b"\x01":
+                stdout += payload[1:]
+    finally:
+        ws.close()
+
+
+def all_lines(server) -> list:
+    """Everything the server wrote, until it exited."""
+    lines = list(server.output)
+    while (line := server.lines.get(timeout=30)) is not None:
+        lines.append(line)
+    return [line.rstrip("\n") for line in lines]
+
+
+def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(execstream_bin, tmp_path, cri):
+    import grpc
+
+    api, stubs = cri
+    server = start_server(execstream_bin, str(tmp_path / "s.sock"), "--log-level", "info", "--log-format", "json")
+    secret = f"stdin-secret-{uuid.uuid4().hex}".encode()
+    tokens = []
+    try:
+        with grpc.insecure_channel(server.control) as channel:
+            service = stubs.RuntimeServiceStub(channel)
+            for _ in range(2):
+                url = exec_url(service, api, ["cat"], stdin=True)
+                tokens.append(urllib.parse.urlsplit(url).path.rsplit("/", 1)[1])
+                assert exec_with_stdin(url, secret) == secret
+            response = service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["sh", "-c", "exit 3"], timeout=10), timeout=30)
+            assert response.exit_code == 3
+    finally:
+        assert stop_server(server) == 0
+    lines = all_lines(server)
+
+    records = []
+    for line in lines:
+        if line.startswith("listening on "):
+            continue
+        record = json.loads(line)  # every other line is one JSON object
+        assert {"time", "level", "logger", "message"} <= record.keys(), line
+        records.append(record)
+    for line in lines:
+        assert secret.decode() not in line, f"stdin in a log line: {line}"
+        for token in tokens:
+            assert token not in line, f"a streaming token in a log line: {line}"
+
+    audit = [record for record in records if record.get("audit") is True]
+    calls = [record for record in audit if record["event"] == "call"]
+    sessions = [record for record in audit if record["event"] == "session"]
+
+    execs = [call for call in calls if call["method"] == "Exec"]
+    assert len(execs) == 2
+    for call in execs:
+        assert call["container"] == "demo" and call["command"] == "cat" and call["outcome"] == "url_issued"
+        assert call["peer"].startswith("unix uid=")
+    [sync] = [call for call in calls if call["method"] == "ExecSync"]
+    assert sync["command"] == "sh -c exit 3" and sync["outcome"] == "exit_nonzero" and sync["exitCode"] == 3
+    assert isinstance(sync["durationMs"], int)
+
+    assert len(sessions) == 2
+    for session in sessions:
+        assert session["kind"] == "exec" and session["transport"] == "websocket" and session["container"] == "demo"
+        assert session["command"] == "cat" and session["outcome"] == "exit_zero" and session["exitCode"] == 0
+        assert session["peer"].startswith("token holder at ")
+        assert session["stdinBytes"] == len(secret) and session["stdoutBytes"] == len(secret) and session["stderrBytes"] == 0
+        assert isinstance(session["durationMs"], int) and session["durationMs"] >= 0
+        assert session["level"] == "notice"
+
+
+@pytest.mark.parametrize(
+    "arguments, config, message",
+    [
+        (["--log-level", "verbose"], None, 'unknown log level "verbose"'),
+        (["--log-format", "yaml"], None, 'unknown log format "yaml"'),
+        ([], "logLevel: verbose\n", 'unknown log level "verbose"'),
+        ([], "logFormat: xml\n", 'unknown logFormat "xml"'),
+    ],
+)
+def test_an_unknown_log_level_or_format_is_an_error(execstream_bin, tmp_path, arguments, config, message):
+    if config is not None:
+        path = tmp_path / "config.yaml"
+        path.write_text(config)
+        arguments = arguments + ["--config", str(path)]
+    result = subprocess.run([execstream_bin, "serve", *arguments, "--check-config"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert message in result.stderr, result.stderr
+
+
+def test_text_logs_name_level_and_message(execstream_bin, tmp_path):
+    server = start_server(execstream_bin, str(tmp_path / "s.sock"), "--log-level", "info", "--log-format", "text")
+    assert stop_server(server) == 0
+    lines = [line for line in all_lines(server) if not line.startswith("listening on ")]
+    started = [line for line in lines if " info execstream: listening " in line]
+    assert started, lines
+    assert all(line[:4].isdigit() and line[10] == "T" for line in lines), lines

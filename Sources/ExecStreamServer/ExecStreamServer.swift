@@ -29,6 +29,8 @@ public final class ExecStreamServer: Service, Sendable {
     private let registry = ChannelRegistry()
     /// The TLS contexts while the server runs with TLS, for `reloadCertificates`.
     private let tls = Mutex<ServerTLS?>(nil)
+    /// The running server's supervisor, for `forceStop`.
+    private let running = Mutex<ContainerSupervisor?>(nil)
 
     /// IOChannels alive now (exec and container stdio); back to its baseline when sessions end.
     public var liveChannelCount: Int { self.registry.channelCount }
@@ -91,6 +93,12 @@ public final class ExecStreamServer: Service, Sendable {
         return (containers, tls, socketGroup)
     }
 
+    /// A forced shutdown (a second SIGTERM or SIGINT during the drain): kills the process group
+    /// of every exec now, whatever the session policy; cancelling `run()` then closes the rest.
+    public func forceStop() {
+        self.running.withLock { $0 }?.killExecs()
+    }
+
     public func run() async throws {
         let (containers, tls, socketGroup) = try self.startChecks()
         let group = MultiThreadedEventLoopGroup.singleton
@@ -112,6 +120,9 @@ public final class ExecStreamServer: Service, Sendable {
         )
         let metrics = ServerMetrics()
         let audit = AuditLog(logger: self.logger)
+        let slots = SessionSlots(limit: self.configuration.sessions.maxConcurrentSessions)
+        self.running.withLock { $0 = supervisor }
+        defer { self.running.withLock { $0 = nil } }
         let runtime = CRIRuntimeService(
             containers: containers,
             requests: requests,
@@ -131,7 +142,7 @@ public final class ExecStreamServer: Service, Sendable {
             registry: registry,
             supervisor: supervisor,
             policy: self.configuration.sessions,
-            sessions: SessionSlots(limit: self.configuration.sessions.maxConcurrentSessions),
+            sessions: slots,
             metrics: metrics,
             audit: audit,
             logger: self.logger
@@ -207,6 +218,25 @@ public final class ExecStreamServer: Service, Sendable {
                 } onGracefulShutdown: {
                     self.logger.info("graceful shutdown: draining connections")
                     SystemdNotifier.stopping(status: "draining connections")
+                    // Every few seconds, what the drain waits for (and for systemctl status).
+                    let logger = self.logger
+                    group.any().scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { task in
+                        let open = slots.openCount
+                        guard open > 0 || supervisor.runningExecCount > 0 else {
+                            task.cancel()
+                            return
+                        }
+                        let (exec, attach) = metrics.activeSessions
+                        let text = "draining: \(open) sessions left (exec \(exec), attach \(attach), port-forward \(max(0, open - exec - attach)))"
+                        logger.info(
+                            "draining",
+                            metadata: [
+                                "sessions": "\(open)", "exec": "\(exec)", "attach": "\(attach)", "portForward": "\(max(0, open - exec - attach))",
+                                "execProcesses": "\(supervisor.runningExecCount)",
+                            ]
+                        )
+                        SystemdNotifier.status(text)
+                    }
                     health.setAll(.notServing)
                     for channel in listenerChannels {
                         channel.close(promise: nil)

@@ -156,8 +156,28 @@ struct ServeCommand: AsyncParsableCommand {
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
         let group = ServiceGroup(configuration: groupConfiguration)
+        // The first SIGTERM or SIGINT drains (the service group's graceful shutdown); a second
+        // one ends at once: every exec's process group is killed, then everything is cancelled.
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         do {
-            try await group.run()
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                tasks.addTask {
+                    var count = 0
+                    for await signal in signals {
+                        count += 1
+                        guard count == 2 else { continue }
+                        logger.notice("second \(signal): ending now, killing every exec")
+                        server.forceStop()
+                        return
+                    }
+                }
+                try await tasks.next()
+                tasks.cancelAll()
+                while !tasks.isEmpty {
+                    _ = try? await tasks.next()
+                }
+            }
         } catch let error as ServerError {
             // One clear line and a non-zero exit, not a stack of wrapped errors.
             printToStandardError("execstream: \(error.message)")

@@ -103,6 +103,11 @@ package protocol SessionProcessHost: Sendable {
     func observeMainProcessExit(_ observer: @escaping @Sendable (ProcessExitStatus) -> Void) -> UInt64?
     /// Forgets an observer that has not been called.
     func removeMainProcessObserver(_ token: UInt64)
+    /// An exec's process (the leader of its own process group) is running: the server may have
+    /// to kill it on a forced shutdown, whatever its session does.
+    func execStarted(pid: Int32)
+    /// That process has exited and been reaped.
+    func execExited(pid: Int32)
 }
 
 /// What a session does: the cached CRI request, resolved against its container.
@@ -540,6 +545,7 @@ final class ExecSession {
         }
         self.process = process
         self.processRunning = true
+        self.plan.processes.execStarted(pid: process.pid)
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         let eventLoop = self.eventLoop
         let (registry, owner, tty, stdin) = (self.registry, self.owner, self.plan.tty, self.plan.stdin)
@@ -564,6 +570,7 @@ final class ExecSession {
                     eventLoop.execute {
                         let session = loopBound.value
                         session.processRunning = false
+                        session.plan.processes.execExited(pid: process.pid)
                         session.perform(session.machine.processExited(status))
                     }
                 }

@@ -47,6 +47,8 @@ final class ContainerSupervisor: Sendable {
     /// Runs the stop grace and drain timers (an event loop's timers, not a task per timer).
     private let timers: any EventLoop
     private let state = Mutex(State())
+    /// The process ids (each its group's leader) of execs running now, in any container.
+    fileprivate let execs = Mutex(Set<Int32>())
 
     init(store: ContainerStore, registry: ChannelRegistry, outputDrainBound: TimeAmount, timers: any EventLoop, logger: Logger) {
         self.store = store
@@ -320,6 +322,19 @@ final class ContainerSupervisor: Sendable {
 
     /// Asks every main process still running to stop (SIGTERM to its group): attach sessions end
     /// with it instead of holding a graceful shutdown open. `stopAll` kills what is left.
+    /// Kills the process group of every exec still running: a forced shutdown (a second signal)
+    /// leaves nothing behind, whatever the session policy says about vanished clients.
+    func killExecs() {
+        for pid in self.execs.withLock({ $0 }) {
+            ProcessSpawner.signalGroup(of: pid, SIGKILL)
+        }
+    }
+
+    /// Execs whose process is running now.
+    var runningExecCount: Int {
+        self.execs.withLock { $0.count }
+    }
+
     func terminateAll() {
         let running = self.state.withLock { state in
             state.entries.values.filter { $0.exitStatus == nil }.map(\.process.pid)
@@ -374,5 +389,13 @@ private struct ContainerProcesses: SessionProcessHost {
 
     func removeMainProcessObserver(_ token: UInt64) {
         self.supervisor.removeObserver(token, of: self.container.id)
+    }
+
+    func execStarted(pid: Int32) {
+        self.supervisor.execs.withLock { _ = $0.insert(pid) }
+    }
+
+    func execExited(pid: Int32) {
+        self.supervisor.execs.withLock { _ = $0.remove(pid) }
     }
 }

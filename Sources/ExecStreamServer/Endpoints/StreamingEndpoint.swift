@@ -212,6 +212,11 @@ final class SessionSlots: Sendable {
     func release() {
         self.open.withLock { $0 -= 1 }
     }
+
+    /// Sessions open now (exec, attach and port-forward).
+    var openCount: Int {
+        self.open.withLock { $0 }
+    }
 }
 
 extension Substring {

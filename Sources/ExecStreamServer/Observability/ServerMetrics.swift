@@ -2,6 +2,7 @@ import CoreMetrics
 import ExecStreamCore
 import ExecStreamRemoteCommand
 import Prometheus
+import Synchronization
 
 /// The server's Prometheus metrics, served at `/metrics`: swift-metrics instruments on a registry
 /// of the server's own (nothing is bootstrapped globally, so servers in one process do not mix).
@@ -16,6 +17,8 @@ final class ServerMetrics: SessionObserver {
     private let bytes: [StandardStream: CoreMetrics.Counter]
     private let tokensInFlight: CoreMetrics.Gauge
     private let channels: CoreMetrics.Gauge
+    /// Sessions running now by kind, for the drain's progress lines.
+    private let active = Mutex([StreamingRequestKind: Int]())
 
     /// Metric names, in one place.
     enum Name {
@@ -67,6 +70,7 @@ final class ServerMetrics: SessionObserver {
     func sessionStarted(_ session: ObservedSession) {
         let dimensions = [("kind", session.kind.rawValue), ("transport", session.transport)]
         CoreMetrics.Counter(label: Name.sessionsStarted, dimensions: dimensions, factory: self.factory).increment()
+        self.active.withLock { $0[session.kind, default: 0] += 1 }
         Meter(label: Name.sessionsActive, dimensions: dimensions, factory: self.factory).increment()
     }
 
@@ -81,8 +85,14 @@ final class ServerMetrics: SessionObserver {
     func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {
         let dimensions = [("kind", session.kind.rawValue), ("transport", session.transport)]
         Meter(label: Name.sessionsActive, dimensions: dimensions, factory: self.factory).decrement()
+        self.active.withLock { $0[session.kind, default: 0] -= 1 }
         CoreMetrics.Counter(label: Name.sessionsEnded, dimensions: dimensions + [("outcome", end.outcomeLabel)], factory: self.factory).increment()
         CoreMetrics.Timer(label: Name.sessionDuration, dimensions: [("kind", session.kind.rawValue)], factory: self.factory).recordNanoseconds(end.duration.nanoseconds)
+    }
+
+    /// Exec and attach sessions running now.
+    var activeSessions: (exec: Int, attach: Int) {
+        self.active.withLock { ($0[.exec] ?? 0, $0[.attach] ?? 0) }
     }
 
     // MARK: Outside sessions

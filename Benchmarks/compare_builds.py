@@ -6,7 +6,7 @@ builds side by side (say, a worktree at the commit before a change, and this tre
         --product execstream && swift build -c release --product ExecLatency \\
         && swift build -c release --product StreamThroughput)
     swift build -c release ... (the same three here)
-    .venv/bin/python Benchmarks/compare_builds.py /tmp/before/.build/release .build/release
+    .venv/bin/python Benchmarks/compare_builds.py /tmp/before/.build/release .build/release [LOG_LEVEL]
 
 Each build gets a server of its own; measurements alternate between them, so both see the same
 machine, and both are measured with the same clients (the after build's ExecLatency and
@@ -27,10 +27,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 GIB = 1 << 30
 
 
-def start_server(binary: str) -> tuple[subprocess.Popen, str]:
+def start_server(binary: str, log_level: str) -> tuple[subprocess.Popen, str]:
     directory = tempfile.mkdtemp(prefix="execstream-compare-")
     process = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--cri-socket", f"{directory}/s.sock", "--log-level", "warning"],
+        [binary, "serve", "--listen", "127.0.0.1:0", "--cri-socket", f"{directory}/s.sock", "--log-level", log_level],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     for line in process.stdout:
@@ -63,7 +63,10 @@ def idle(bin_dir: str) -> str:
 
 def main() -> None:
     builds = {"before": sys.argv[1], "after": sys.argv[2]}
-    servers = {name: start_server(os.path.join(path, "execstream")) for name, path in builds.items()}
+    # An optional third argument: the servers' log level (default warning; `info` writes the
+    # audit log, one line per call and per session, as a production server does).
+    log_level = sys.argv[3] if len(sys.argv) > 3 else "warning"
+    servers = {name: start_server(os.path.join(path, "execstream"), log_level) for name, path in builds.items()}
     clients = builds["after"]
     transports = ("native", "websocket", "websocket-h2", "spdy")
     figures = {name: {"p50": [], "p99": [], **{transport: [] for transport in transports}} for name in builds}

@@ -66,16 +66,26 @@ public enum RemoteCommandStatus {
 }
 
 /// Writes JSON the way Go's `encoding/json` does by default, so our bytes match the kubelet's.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+/// The one JSON string escaper of the package (statuses, port-forward errors, log lines).
+package struct JSONWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    mutating func raw(_ text: String) {
+    package init() {}
+
+    /// `text` as a JSON string, quotes included.
+    package static func quoted(_ text: String) -> String {
+        var writer = JSONWriter()
+        writer.string(text)
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    package mutating func raw(_ text: String) {
         self.bytes += text.utf8
     }
 
     /// A JSON string with Go's escaping: `\"` `\\` `\n` `\r` `\t` `\b` `\f` (Go 1.22+), other
     /// control characters as `\u00XX`, and `<` `>` `&` U+2028 U+2029 as `\uXXXX` (HTML-safe).
-    mutating func string(_ text: String) {
+    package mutating func string(_ text: String) {
         self.bytes.append(UInt8(ascii: "\""))
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -187,7 +187,7 @@ final class SPDYPortForwardConnection {
         let reset = (error as? IOError).map { $0.errnoCode == EPIPE || $0.errnoCode == ECONNRESET } ?? false
         let message = "error forwarding port \(pair.port) to pod \(self.sandboxID), uid : \(error)"
         var json = #"{"closeConnection":\#(!reset),"message":"#
-        json += Self.jsonString(message) + "}\n"
+        json += JSONWriter.quoted(message) + "}\n"
         self.write(.data(streamID: stream, fin: false, payload: ByteBuffer(string: json)))
     }
 
@@ -234,25 +234,6 @@ final class SPDYPortForwardConnection {
         var buffer = ByteBuffer()
         SPDYFrameEncoder.encode(frame, into: &buffer)
         self.output(buffer, true)
-    }
-
-    private static func jsonString(_ text: String) -> String {
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    escaped.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return escaped + "\""
     }
 }
 

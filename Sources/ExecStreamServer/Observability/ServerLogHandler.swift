@@ -1,3 +1,4 @@
+import ExecStreamCore
 public import Logging
 
 #if canImport(Glibc)
@@ -112,24 +113,7 @@ public struct ServerLogHandler: LogHandler {
 /// JSON text for log lines, without Foundation's encoder (a log line must not allocate a coder).
 enum JSONText {
     static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        JSONWriter.quoted(text)
     }
 
     static func value(_ value: Logger.MetadataValue) -> String {

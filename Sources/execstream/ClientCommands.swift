@@ -8,6 +8,7 @@ import ExecStreamProtos
 import ExecStreamServer
 import Foundation
 import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -59,7 +60,44 @@ struct ServerOptions: ParsableArguments {
         } catch let error as ClientError {
             throw error
         } catch {
-            throw ClientError(code: .unavailable, message: "cannot connect to \(text): \(error)")
+            throw ClientError(code: .unavailable, message: "cannot connect to \(text): \(ConnectFailure.describe(error))")
+        }
+    }
+}
+
+/// Why a connection could not be made, in a person's words: the system's reason, never a
+/// library's type names, and what to check when nothing is listening.
+enum ConnectFailure {
+    static func describe(_ error: any Error) -> String {
+        guard let code = self.errno(of: error) else { return "\(error)" }
+        switch code {
+        case ECONNREFUSED:
+            return "connection refused (is execstream serve running?)"
+        case ENOENT:
+            return "no such socket (is execstream serve running?)"
+        case EACCES, EPERM:
+            return "permission denied (is the socket's group yours? see --socket-group)"
+        case ETIMEDOUT:
+            return "timed out"
+        case EHOSTUNREACH, ENETUNREACH:
+            return "no route to the host"
+        default:
+            return String(cString: strerror(code)).lowercased()
+        }
+    }
+
+    /// The errno behind a connect failure, through NIO's wrappers.
+    private static func errno(of error: any Error) -> Int32? {
+        switch error {
+        case let error as IOError:
+            return error.errnoCode
+        case let error as NIOConnectionError:
+            return error.connectionErrors.lazy.compactMap { Self.errno(of: $0.error) }.first
+        case let error as ClientError:
+            _ = error
+            return nil
+        default:
+            return nil
         }
     }
 }
@@ -230,13 +268,25 @@ struct ExecSyncCommand: AsyncParsableCommand {
 
 /// Turns failures into one clear line (or one JSON object) and exit code 1.
 enum ClientFailure {
+    /// gRPC's status codes by number, in the snake case of their canonical names.
+    static func grpcCodeName(_ status: Int) -> String? {
+        let names = [
+            "ok", "cancelled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied",
+            "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable",
+            "data_loss", "unauthenticated",
+        ]
+        return names.indices.contains(status) ? names[status] : nil
+    }
+
     static func reporting(json: Bool = false, _ body: () async throws -> Int32) async -> Int32 {
         do {
             return try await body()
         } catch {
             let failure = error as? ClientError ?? ClientError(code: .unavailable, message: "\(error)")
             if json {
-                let object: [String: Any] = ["error": ["code": failure.code.rawValue, "message": failure.message]]
+                // A gRPC status says what the server meant: not_found, permission_denied, …
+                let code = failure.grpcStatus.flatMap(Self.grpcCodeName) ?? failure.code.rawValue
+                let object: [String: Any] = ["error": ["code": code, "message": failure.message]]
                 if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
                     StandardIO.write(Array(data) + [0x0A], to: STDOUT_FILENO)
                 }

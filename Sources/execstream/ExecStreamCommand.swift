@@ -8,6 +8,7 @@ struct ExecStreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "execstream",
         abstract: "Run commands in containers and stream their IO over HTTP/2, WebSocket and SPDY.",
+        version: ExecStreamVersion.runtimeVersion,
         subcommands: [ServeCommand.self, ExecCommand.self, AttachCommand.self, ExecSyncCommand.self, VersionCommand.self]
     )
 }

@@ -1,4 +1,6 @@
 """The `execstream` command line, as a user runs it."""
+import contextlib
+import socket
 import subprocess
 
 
@@ -171,3 +173,41 @@ def test_graceful_shutdown_ends_attach_sessions_with_the_main_process(execstream
     # instead of holding the drain open until the grace period.
     assert stop_server(running, timeout=20) == 0
     assert attach.wait(timeout=20) == 0
+
+
+def test_connection_errors_are_in_a_persons_words(execstream_bin, tmp_path):
+    """No library type names: the system's reason, and what to check."""
+    with socket_on_a_closed_port() as port:
+        result = subprocess.run([execstream_bin, "exec", "--server", f"127.0.0.1:{port}", "demo", "--", "true"], capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.decode() == f"execstream: cannot connect to 127.0.0.1:{port}: connection refused (is execstream serve running?)\n"
+    result = subprocess.run(
+        [execstream_bin, "exec-sync", "--server", f"unix://{tmp_path}/none.sock", "demo", "--", "true"], capture_output=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == f"execstream: cannot connect to unix://{tmp_path}/none.sock: no such socket (is execstream serve running?)\n"
+
+
+def test_json_errors_carry_the_grpc_meaning(execstream_bin, server):
+    import json
+
+    result = client(execstream_bin, server, "exec-sync", "--json", "no-such-container", "--", "true")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"error": {"code": "not_found", "message": 'container "no-such-container" not found'}}
+
+
+def test_version_flag(execstream_bin):
+    result = subprocess.run([execstream_bin, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip().count(".") == 2
+
+
+@contextlib.contextmanager
+def socket_on_a_closed_port():
+    """A loopback port nothing listens on: bound (so nobody else takes it) but not listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()

@@ -116,7 +116,8 @@ public final class ResumableAttachClient: Sendable {
 
     /// Streams until the main process's status arrives, reconnecting as needed; hands each output
     /// byte to `output` once, in order. Throws when a connection cannot be made again within the
-    /// policy, or the server refuses the attach.
+    /// policy, or the server refuses the attach. Only a connection that once worked is retried: a
+    /// server that cannot be reached at all is an error at once, not 30 seconds of retries.
     public func run(output: (StandardStream, ByteBuffer) async -> Void, onReconnect: (ClientError) -> Void = { _ in }) async throws(ClientError)
         -> RemoteCommandResult
     {
@@ -125,12 +126,14 @@ public final class ResumableAttachClient: Sendable {
         var downSince: ContinuousClock.Instant?
         defer { self.finish() }
         var reconnecting = false
+        var everConnected = false
         while true {
             var connected = false
             do {
                 return try await self.runConnection(cursors: &cursors, output: output, reconnecting: reconnecting, connected: &connected)
             } catch let failure {
-                guard Self.isRetriable(failure) else { throw failure }
+                everConnected = everConnected || connected
+                guard everConnected, Self.isRetriable(failure) else { throw failure }
                 if connected {
                     delay = self.policy.initialDelay
                     downSince = nil

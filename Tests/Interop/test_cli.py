@@ -211,3 +211,12 @@ def socket_on_a_closed_port():
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+def test_attach_to_a_server_that_was_never_up_fails_at_once(execstream_bin, tmp_path):
+    """Reconnecting is for a connection that worked and dropped, not for a wrong address."""
+    result = subprocess.run(
+        [execstream_bin, "attach", "--server", f"unix://{tmp_path}/none.sock", "demo"], capture_output=True, timeout=10
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == f"execstream: cannot connect to unix://{tmp_path}/none.sock: no such socket (is execstream serve running?)\n"

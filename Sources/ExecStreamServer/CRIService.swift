@@ -127,7 +127,9 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
                 arguments: request.cmd,
                 stdio: .pipes(stdin: false, stdout: true, stderr: true)
             )
+            let spawnStarted = ContinuousClock.now
             process = try ProcessSpawner.spawn(configuration)
+            self.metrics.spawned(after: .now - spawnStarted, kind: "execsync")
         } catch let error as ExecStreamError {
             throw RPCError(error)
         } catch let error as ProcessError {
@@ -143,7 +145,9 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
             guard let finished = await exited.wait(timeout: .seconds(request.timeout)) else {
                 // Kill the whole group (the command's own children too), reap it, then report.
                 ProcessSpawner.signalGroup(of: process.pid, SIGKILL)
-                _ = await exited.wait(timeout: nil)
+                if let killed = await exited.wait(timeout: nil) {
+                    self.metrics.processExited(killed, kind: "execsync")
+                }
                 _ = await (stdout, stderr)
                 let name = CommandLineLimits.displayed(request.cmd[0])
                 throw RPCError(code: .deadlineExceeded, message: "command \"\(name)\" timed out after \(request.timeout)s")
@@ -152,6 +156,7 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         } else {
             status = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
         }
+        self.metrics.processExited(status, kind: "execsync")
         let (stdoutCapture, stderrCapture) = await (stdout, stderr)
         let limits = ExecSyncOutputBudget.limits(
             stdout: stdoutCapture.result().bytes.readableBytes,

@@ -79,6 +79,11 @@ def test_metrics_count_a_known_workload_exactly(server, runtime):
     assert grew("execstream_execsync_duration_seconds_count") == 1
     assert grew("execstream_session_duration_seconds_count", kind="exec") == 10
     assert grew("execstream_time_to_first_output_seconds_count", kind="exec") == 10
+    assert grew("execstream_process_spawn_seconds_count", kind="exec") == 10
+    assert grew("execstream_process_spawn_seconds_count", kind="execsync") == 1
+    assert grew("execstream_process_exits_total", **{"kind": "exec", "class": "zero"}) == 10
+    assert grew("execstream_process_exits_total", **{"kind": "execsync", "class": "zero"}) == 1
+    assert grew("execstream_process_exits_total", **{"kind": "exec", "class": "signal"}) == 0
     # Histogram buckets are cumulative and end with +Inf, which holds every observation.
     assert value(after, "execstream_session_duration_seconds_bucket", kind="exec", le="+Inf") == value(
         after, "execstream_session_duration_seconds_count", kind="exec"

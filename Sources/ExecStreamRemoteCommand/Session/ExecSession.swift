@@ -530,9 +530,11 @@ final class ExecSession {
             ? .terminal(initialSize: initialSize)
             : .pipes(stdin: self.plan.stdin, stdout: self.plan.stdout, stderr: self.plan.stderr)
         let process: SpawnedProcess
+        let spawnStarted = ContinuousClock.now
         do {
             let configuration = try self.plan.processes.processConfiguration(arguments: command, stdio: stdio)
             process = try ProcessSpawner.spawn(configuration)
+            self.plan.observer.processSpawned(after: .now - spawnStarted, in: self.observed)
         } catch let error as ExecStreamError {
             self.perform(self.machine.processFailedToStart(message: error.message))
             return
@@ -571,6 +573,7 @@ final class ExecSession {
                         let session = loopBound.value
                         session.processRunning = false
                         session.plan.processes.execExited(pid: process.pid)
+                        session.plan.observer.processExited(status, in: session.observed)
                         session.perform(session.machine.processExited(status))
                     }
                 }

@@ -13,6 +13,10 @@ package protocol SessionObserver: Sendable {
     func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession)
     /// The first output byte went to the client, `latency` after the session started.
     func firstOutput(after latency: Duration, in session: ObservedSession)
+    /// An exec's process was spawned; `latency` is the spawn itself (configuration, clone, exec).
+    func processSpawned(after latency: Duration, in session: ObservedSession)
+    /// An exec's process exited (attach sessions do not own their process).
+    func processExited(_ status: ProcessExitStatus, in session: ObservedSession)
     /// The session has let go of everything.
     func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd)
 }
@@ -94,6 +98,14 @@ package struct SessionObservers: SessionObserver {
         for observer in self.observers { observer.firstOutput(after: latency, in: session) }
     }
 
+    package func processSpawned(after latency: Duration, in session: ObservedSession) {
+        for observer in self.observers { observer.processSpawned(after: latency, in: session) }
+    }
+
+    package func processExited(_ status: ProcessExitStatus, in session: ObservedSession) {
+        for observer in self.observers { observer.processExited(status, in: session) }
+    }
+
     package func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {
         for observer in self.observers { observer.sessionEnded(session, end) }
     }
@@ -105,5 +117,7 @@ package struct NoSessionObserver: SessionObserver {
     package func sessionStarted(_ session: ObservedSession) {}
     package func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession) {}
     package func firstOutput(after latency: Duration, in session: ObservedSession) {}
+    package func processSpawned(after latency: Duration, in session: ObservedSession) {}
+    package func processExited(_ status: ProcessExitStatus, in session: ObservedSession) {}
     package func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {}
 }

@@ -37,6 +37,8 @@ struct AuditLog: SessionObserver {
     func sessionStarted(_ session: ObservedSession) {}
     func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession) {}
     func firstOutput(after latency: Duration, in session: ObservedSession) {}
+    func processSpawned(after latency: Duration, in session: ObservedSession) {}
+    func processExited(_ status: ProcessExitStatus, in session: ObservedSession) {}
 
     func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {
         var metadata: Logger.Metadata = [

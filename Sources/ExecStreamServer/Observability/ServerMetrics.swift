@@ -28,6 +28,8 @@ final class ServerMetrics: SessionObserver {
         static let bytes = "execstream_session_bytes_total"
         static let sessionDuration = "execstream_session_duration_seconds"
         static let timeToFirstOutput = "execstream_time_to_first_output_seconds"
+        static let spawnDuration = "execstream_process_spawn_seconds"
+        static let processExits = "execstream_process_exits_total"
         static let admissionRefusals = "execstream_admission_refusals_total"
         static let execSyncs = "execstream_execsync_total"
         static let execSyncDuration = "execstream_execsync_duration_seconds"
@@ -44,6 +46,7 @@ final class ServerMetrics: SessionObserver {
         let long: [Duration] = [.milliseconds(10), .milliseconds(100), .seconds(1), .seconds(10), .seconds(60), .seconds(600), .seconds(3600), .seconds(14400)]
         factory.durationHistogramBuckets = [
             Name.timeToFirstOutput: fast,
+            Name.spawnDuration: [.microseconds(100), .microseconds(250), .microseconds(500)] + fast,
             Name.execSyncDuration: fast + [.seconds(30), .seconds(60), .seconds(300)],
             Name.sessionDuration: long,
         ]
@@ -80,6 +83,30 @@ final class ServerMetrics: SessionObserver {
 
     func firstOutput(after latency: Duration, in session: ObservedSession) {
         CoreMetrics.Timer(label: Name.timeToFirstOutput, dimensions: [("kind", session.kind.rawValue)], factory: self.factory).recordNanoseconds(latency.nanoseconds)
+    }
+
+    func processSpawned(after latency: Duration, in session: ObservedSession) {
+        self.spawned(after: latency, kind: session.kind.rawValue)
+    }
+
+    /// A process of `kind` (exec, execsync) was spawned in `latency`.
+    func spawned(after latency: Duration, kind: String) {
+        CoreMetrics.Timer(label: Name.spawnDuration, dimensions: [("kind", kind)], factory: self.factory).recordNanoseconds(latency.nanoseconds)
+    }
+
+    func processExited(_ status: ProcessExitStatus, in session: ObservedSession) {
+        self.processExited(status, kind: session.kind.rawValue)
+    }
+
+    /// A process of `kind` (exec, execsync) exited: `zero`, `nonzero` or `signal`.
+    func processExited(_ status: ProcessExitStatus, kind: String) {
+        let exitClass: String
+        switch status {
+        case .exited(0): exitClass = "zero"
+        case .exited: exitClass = "nonzero"
+        case .signaled: exitClass = "signal"
+        }
+        CoreMetrics.Counter(label: Name.processExits, dimensions: [("kind", kind), ("class", exitClass)], factory: self.factory).increment()
     }
 
     func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd) {

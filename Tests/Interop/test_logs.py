@@ -8,31 +8,14 @@ import urllib.parse
 import uuid
 
 import pytest
-import websocket
 
 from conftest import start_server, stop_server
+from transport import websocket_v5_exec
 
 
 def exec_url(service, api, cmd, stdin=False) -> str:
     request = api.ExecRequest(container_id="demo", cmd=cmd, stdin=stdin, stdout=True, stderr=True)
     return service.Exec(request, timeout=10).url
-
-
-def exec_with_stdin(url: str, data: bytes) -> bytes:
-    """A v5 WebSocket exec of `cat`: sends `data` on stdin, closes stdin (v5 CLOSE), returns stdout."""
-    ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
-    stdout = b""
-    try:
-        ws.send_binary(b"\x00" + data)
-        ws.send_binary(b"\xff\x00")
-        while True:
-            opcode, payload = ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return stdout
-            if opcode == websocket.ABNF.OPCODE_BINARY and payload[:1] == b"\x01":
-                stdout += payload[1:]
-    finally:
-        ws.close()
 
 
 def all_lines(server) -> list:
@@ -56,7 +39,7 @@ def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(ex
             for _ in range(2):
                 url = exec_url(service, api, ["cat"], stdin=True)
                 tokens.append(urllib.parse.urlsplit(url).path.rsplit("/", 1)[1])
-                assert exec_with_stdin(url, secret) == secret
+                assert websocket_v5_exec(url, stdin=secret) == secret
             response = service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["sh", "-c", "exit 3"], timeout=10), timeout=30)
             assert response.exit_code == 3
     finally:

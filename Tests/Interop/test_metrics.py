@@ -9,6 +9,7 @@ import websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from test_leaks import exec_url, settled
+from transport import websocket_v5_exec
 
 
 def scrape(server) -> dict:
@@ -28,21 +29,6 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def websocket_exec(url: str) -> bytes:
-    """A v5 WebSocket exec read to its close frame; stdout's bytes."""
-    ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
-    stdout = b""
-    try:
-        while True:
-            opcode, data = ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return stdout
-            if opcode == websocket.ABNF.OPCODE_BINARY and data[:1] == b"\x01":
-                stdout += data[1:]
-    finally:
-        ws.close()
-
-
 def refused_upgrade(server) -> int:
     """A WebSocket upgrade with a token nobody issued: the HTTP status it gets."""
     try:
@@ -56,7 +42,7 @@ def test_metrics_count_a_known_workload_exactly(server, runtime):
     api, service = runtime
     before = scrape(server)
     for _ in range(10):
-        assert websocket_exec(exec_url(runtime, ["printf", "hi"])) == b"hi"
+        assert websocket_v5_exec(exec_url(runtime, ["printf", "hi"])) == b"hi"
     for _ in range(3):
         assert refused_upgrade(server) == 404
     response = service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["printf", "sync"], timeout=10), timeout=30)

@@ -42,3 +42,24 @@ def websocket_sslopt() -> dict:
     if _context.get("cert"):
         options["certfile"], options["keyfile"] = _context["cert"]
     return options
+
+
+def websocket_v5_exec(url: str, stdin: bytes | None = None) -> bytes:
+    """A v5 WebSocket exec with websocket-client, read to its close frame: sends `stdin` (then
+    closes stdin with v5's CLOSE) if given, and returns stdout's bytes."""
+    import websocket
+
+    ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v5.channel.k8s.io"], timeout=30)
+    stdout = b""
+    try:
+        if stdin is not None:
+            ws.send_binary(b"\x00" + stdin)
+            ws.send_binary(b"\xff\x00")
+        while True:
+            opcode, payload = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return stdout
+            if opcode == websocket.ABNF.OPCODE_BINARY and payload[:1] == b"\x01":
+                stdout += payload[1:]
+    finally:
+        ws.close()

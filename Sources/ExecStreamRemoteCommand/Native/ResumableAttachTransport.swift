@@ -216,7 +216,10 @@ final class ResumableAttachTransport: ConfirmingOutputTransport {
         self.stdin = nil
     }
 
+    /// The session's last call. The input refers to the session, which refers to this
+    /// transport: letting go of it here breaks the cycle, however the session ended.
     func close() {
+        self.stdin = nil
         self.base.close()
     }
 }

@@ -95,6 +95,7 @@ def test_the_server_speaks_systemds_readiness_protocol(execstream_bin, tmp_path)
     systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     systemd.bind(notify_path)
     systemd.settimeout(60)
+    server = None
     try:
         server = start_server(execstream_bin, str(tmp_path / "s.sock"), env={"NOTIFY_SOCKET": notify_path})
         ready = systemd.recv(4096).decode().split("\n")
@@ -105,6 +106,8 @@ def test_the_server_speaks_systemds_readiness_protocol(execstream_bin, tmp_path)
         assert stopping == ["STOPPING=1", "STATUS=draining connections"]
         assert stop_server(server) == 0
     finally:
+        if server is not None and server.is_running():
+            server.process.kill()  # a failed assertion must not leave the server behind
         systemd.close()
         os.unlink(notify_path)
         os.rmdir(directory)

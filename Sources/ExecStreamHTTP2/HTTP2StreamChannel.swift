@@ -22,9 +22,7 @@ import Synchronization
 public final class HTTP2StreamChannel: Channel, ChannelCore, @unchecked Sendable {
     /// Where the channel is in its life.
     private enum State {
-        /// Made; the pipeline is being set up.
-        case idle
-        /// Serving the stream.
+        /// Serving the stream (from the start: handlers are added to an active channel).
         case active
         /// Closed: inactive, handlers removed.
         case closed
@@ -33,8 +31,8 @@ public final class HTTP2StreamChannel: Channel, ChannelCore, @unchecked Sendable
     private let stream: HTTP2ServerStream
     private let closePromise: EventLoopPromise<Void>
     private var _pipeline: ChannelPipeline!
-    private var state = State.idle
-    private let active = Atomic(false)
+    private var state = State.active
+    private let active = Atomic(true)
     private let writable = Atomic(true)
     /// END_STREAM has been asked for (`close(.output)` or `close(.all)`).
     private var outputClosed = false
@@ -75,8 +73,6 @@ public final class HTTP2StreamChannel: Channel, ChannelCore, @unchecked Sendable
     ) -> Result<HTTP2StreamChannel, any Error> {
         stream.eventLoop.preconditionInEventLoop()
         let channel = HTTP2StreamChannel(stream: stream)
-        channel.state = .active
-        channel.active.store(true, ordering: .releasing)
         do {
             try initialize(channel)
         } catch {
@@ -202,7 +198,7 @@ public final class HTTP2StreamChannel: Channel, ChannelCore, @unchecked Sendable
         switch (self.state, mode) {
         case (.closed, _):
             promise?.fail(ChannelError.alreadyClosed)
-        case (.idle, _), (.active, .input):
+        case (.active, .input):
             promise?.fail(ChannelError.operationUnsupported)
         case (.active, .output):
             self.finishOutput()

@@ -93,9 +93,6 @@ enum ConnectFailure {
             return error.errnoCode
         case let error as NIOConnectionError:
             return error.connectionErrors.lazy.compactMap { Self.errno(of: $0.error) }.first
-        case let error as ClientError:
-            _ = error
-            return nil
         default:
             return nil
         }

@@ -172,6 +172,17 @@ def test_sessions_leave_nothing_behind(server, runtime, transport):
     print(f"{transport}: RSS growth over 1,000 completed sessions: {growth} KiB")
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_commands_that_cannot_start_leave_nothing_behind(server, runtime, transport):
+    complete(transport, exec_url(runtime, ["echo", "ok"]))
+    baseline = settled(server)
+    baseline_fds = fd_kinds(server)
+    for command in (["/no/such/command"], ["/etc/passwd"], ["no-such-command"]) * 10:
+        assert complete(transport, exec_url(runtime, command)) == b""
+    assert settled(server, baseline["channels"])["channels"] == baseline["channels"]
+    assert not fd_kinds(server) - baseline_fds, "more pipes, pidfds or files than before"
+
+
 @pytest.mark.parametrize("mode", ["spdy", "spdy-over-websocket"])
 def test_port_forward_sessions_leave_nothing_behind(server, runtime, http_server, mode):
     api, service = runtime

@@ -634,7 +634,8 @@ final class ExecSession {
         self.stdinProducer = nil
         var bytes = self.outputBytes
         bytes[.stdin] = self.input?.stdinByteCount ?? 0
-        // The input refers to this session: letting go of it breaks the cycle.
+        // The input and this session refer to each other: both let go, whoever else keeps the input.
+        self.input?.sessionReleased()
         self.input = nil
         if let terminal = self.process?.terminal {
             close(terminal)

@@ -10,14 +10,17 @@ import Synchronization
 /// ends stdin and vanishes in exactly the same way.
 final class SessionInput: Sendable {
     private let producer: ClientInputProducer?
-    private let session: NIOLoopBound<ExecSession>
+    /// Until the session is released: an adapter may keep its input longer (it may even get it
+    /// back from `start()` after a session that ended at once has released it), so the input must
+    /// not keep the session, and through it the adapter, alive.
+    private let session: Mutex<NIOLoopBound<ExecSession>?>
     private let observer: any SessionObserver
     private let observed: ObservedSession
     private let stdinBytes = Atomic<Int>(0)
 
     init(producer: ClientInputProducer?, session: NIOLoopBound<ExecSession>, observer: any SessionObserver, observed: ObservedSession) {
         self.producer = producer
-        self.session = session
+        self.session = Mutex(session)
         self.observer = observer
         self.observed = observed
     }
@@ -80,8 +83,13 @@ final class SessionInput: Sendable {
         return self.producer?.channelReceivedByteCount
     }
 
+    /// The session has let go of everything: events that come later have nobody to go to.
+    func sessionReleased() {
+        self.session.withLock { $0 = nil }
+    }
+
     private func onSessionLoop(_ work: @escaping @Sendable (ExecSession) -> Void) {
-        let session = self.session
+        guard let session = self.session.withLock({ $0 }) else { return }
         if session.eventLoop.inEventLoop {
             work(session.value)
         } else {

@@ -33,11 +33,15 @@ public struct ClientError: Error, Hashable, Sendable, CustomStringConvertible {
     public var message: String
     /// The gRPC status code of an `rpcFailed`.
     public var grpcStatus: Int?
+    /// For a command that could not start, the exit code a shell reports for that: 127 (no such
+    /// command) or 126 (it cannot run).
+    public var exitCode: Int32?
 
-    public init(code: Code, message: String, grpcStatus: Int? = nil) {
+    public init(code: Code, message: String, grpcStatus: Int? = nil, exitCode: Int32? = nil) {
         self.code = code
         self.message = message
         self.grpcStatus = grpcStatus
+        self.exitCode = exitCode
     }
 
     public var description: String { self.message }
@@ -130,7 +134,8 @@ public struct CRIClient: Sendable {
                 throw ClientError(
                     code: grpcStatus == 4 ? .deadlineExceeded : .rpcFailed,
                     message: text.isEmpty ? "\(path) failed with gRPC status \(grpcStatus)" : text,
-                    grpcStatus: grpcStatus
+                    grpcStatus: grpcStatus,
+                    exitCode: metadata[first: "execstream-exit-code"].flatMap { Int32($0) }
                 )
             }
             var deframer = GRPCMessageDeframer()

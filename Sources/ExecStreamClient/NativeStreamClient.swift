@@ -5,14 +5,18 @@ public import NIOCore
 
 /// How a remote command ended, as the client learned it.
 public struct RemoteCommandResult: Hashable, Sendable {
-    /// The command's exit code (0–255), or nil if it could not run.
+    /// The command's exit code (0–255); when it could not start, what a shell reports for that
+    /// (127: no such command, 126: it cannot run); nil when it failed for another reason.
     public var exitCode: UInt8?
     /// The status message ("" for success).
     public var message: String
+    /// Whether the command ran. When it did not, `message` says why.
+    public var started: Bool
 
-    public init(exitCode: UInt8?, message: String) {
+    public init(exitCode: UInt8?, message: String, started: Bool = true) {
         self.exitCode = exitCode
         self.message = message
+        self.started = started
     }
 }
 
@@ -161,9 +165,13 @@ public final class NativeStreamClient: Sendable {
             return RemoteCommandResult(exitCode: code, message: message)
         }
         let causes = ((object["details"] as? [String: Any])?["causes"] as? [[String: Any]]) ?? []
-        if let cause = causes.first(where: { $0["reason"] as? String == "ExitCode" }), let code = (cause["message"] as? String).flatMap({ UInt8($0) }) {
-            return RemoteCommandResult(exitCode: code, message: message)
+        let exitCode = causes.first { $0["reason"] as? String == "ExitCode" }.flatMap { ($0["message"] as? String).flatMap { UInt8($0) } }
+        guard object["reason"] as? String != "NonZeroExitCode" else {
+            return RemoteCommandResult(exitCode: exitCode, message: message)
         }
-        return RemoteCommandResult(exitCode: nil, message: message)
+        // An exit code beside an internal error is a shell's code for a command that could not
+        // start; the other cause says why, without the kubelet's "Internal error occurred".
+        let reason = exitCode == nil ? nil : causes.first { $0["reason"] == nil }?["message"] as? String
+        return RemoteCommandResult(exitCode: exitCode, message: reason ?? message, started: false)
     }
 }

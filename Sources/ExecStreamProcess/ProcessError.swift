@@ -6,6 +6,7 @@ public struct ProcessError: Error, Hashable, Sendable, CustomStringConvertible {
         /// switch there); callers outside the package see only the open `Code`.
         package enum Kind: String, Hashable, Sendable {
             case executableNotFound
+            case notExecutable
             case spawnFailed
             case systemCallFailed
         }
@@ -19,6 +20,9 @@ public struct ProcessError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// The command names no executable file (on PATH, or at its path).
         public static let executableNotFound = Code(.executableNotFound)
+        /// The command names a file that cannot be run: no permission, not a program, a missing
+        /// interpreter.
+        public static let notExecutable = Code(.notExecutable)
         /// The child could not be started; `step` says where it failed.
         public static let spawnFailed = Code(.spawnFailed)
         /// A system call around the spawn failed (pipe, pty, epoll).
@@ -41,4 +45,15 @@ public struct ProcessError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { self.message }
+
+    /// The exit code a shell reports for a command that could not start (POSIX, as bash, docker and
+    /// podman do): 127 when no such command exists, 126 when it exists but cannot run. Nil when the
+    /// failure is not the command's but the system's.
+    public var shellExitCode: UInt8? {
+        switch self.code.kind {
+        case .executableNotFound: 127
+        case .notExecutable: 126
+        case .spawnFailed, .systemCallFailed: nil
+        }
+    }
 }

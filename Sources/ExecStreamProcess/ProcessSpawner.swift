@@ -236,10 +236,18 @@ public enum ProcessSpawner {
             }
         }
         guard status == 0 else {
+            let error = errno
             let step = failedStep.map { String(cString: $0) } ?? "spawn"
-            let reason = String(cString: strerror(errno))
+            let reason = String(cString: strerror(error))
             let command = configuration.arguments[0]
-            throw ProcessError(code: .spawnFailed, message: "exec: \"\(CommandLineLimits.displayed(command))\": \(step): \(reason)", errno: errno)
+            // The kernel refused the file itself (its mode, format or interpreter): the command's
+            // fault, as a shell's 126 says. Any other failure is the system's.
+            let refusedFile = step == "execve" && [EACCES, ENOEXEC, ENOENT, ENOTDIR, EISDIR, ETXTBSY, ELOOP, EPERM, ELIBBAD].contains(error)
+            throw ProcessError(
+                code: refusedFile ? .notExecutable : .spawnFailed,
+                message: "exec: \"\(CommandLineLimits.displayed(command))\": \(step): \(reason)",
+                errno: error
+            )
         }
         result.pid = pid
         result.pidfd = pidfd
@@ -254,7 +262,14 @@ public enum ProcessSpawner {
     static func resolve(_ command: String, environment: [String]) throws(ProcessError) -> String {
         if command.contains("/") {
             guard access(command, X_OK) == 0 else {
-                throw ProcessError(code: .executableNotFound, message: "exec: \"\(CommandLineLimits.displayed(command))\": \(String(cString: strerror(errno)))", errno: errno)
+                let error = errno
+                let message = "exec: \"\(CommandLineLimits.displayed(command))\": \(String(cString: strerror(error)))"
+                let missing = error == ENOENT || error == ENOTDIR
+                throw ProcessError(code: missing ? .executableNotFound : .notExecutable, message: message, errno: error)
+            }
+            var status = stat()
+            if stat(command, &status) == 0, status.st_mode & S_IFMT == S_IFDIR {
+                throw ProcessError(code: .notExecutable, message: "exec: \"\(CommandLineLimits.displayed(command))\": is a directory", errno: EISDIR)
             }
             return command
         }

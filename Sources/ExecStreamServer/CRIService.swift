@@ -112,6 +112,10 @@ final class CRIRuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol, 
         } catch let error as RPCError where error.code == .deadlineExceeded {
             outcome = "timeout"
             throw error
+        } catch let error as RPCError where (error.cause as? ProcessError)?.shellExitCode != nil {
+            outcome = "not_started"
+            exitCode = (error.cause as? ProcessError)?.shellExitCode.map(Int32.init)
+            throw error
         } catch {
             outcome = "error"
             throw error

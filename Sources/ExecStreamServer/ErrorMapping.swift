@@ -23,14 +23,19 @@ extension RPCError {
         self.init(code: code, message: error.message, cause: error)
     }
 
-    /// A process that could not be started is the caller's command's fault unless the system failed.
+    /// A process that could not be started is the caller's command's fault unless the system
+    /// failed. The shell's exit code for it (126, 127) goes in `execstream-exit-code`.
     init(_ error: ProcessError) {
         let code: RPCError.Code
         switch error.code.kind {
-        case .executableNotFound, .spawnFailed: code = .unknown
+        case .executableNotFound, .notExecutable, .spawnFailed: code = .unknown
         case .systemCallFailed: code = .internalError
         }
-        self.init(code: code, message: error.message, cause: error)
+        var metadata = Metadata()
+        if let exitCode = error.shellExitCode {
+            metadata.addString(String(exitCode), forKey: "execstream-exit-code")
+        }
+        self.init(code: code, message: error.message, metadata: metadata, cause: error)
     }
 }
 

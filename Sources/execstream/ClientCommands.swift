@@ -263,7 +263,8 @@ struct ExecSyncCommand: AsyncParsableCommand {
     }
 }
 
-/// Turns failures into one clear line (or one JSON object) and exit code 1.
+/// Turns failures into one clear line (or one JSON object) and exit code 1, or a shell's 126 or
+/// 127 for a command that could not start.
 enum ClientFailure {
     /// gRPC's status codes by number, in the snake case of their canonical names.
     static func grpcCodeName(_ status: Int) -> String? {
@@ -290,7 +291,7 @@ enum ClientFailure {
             } else {
                 StandardIO.write(Array("execstream: \(failure.message)\n".utf8), to: STDERR_FILENO)
             }
-            return 1
+            return failure.exitCode ?? 1
         }
     }
 }

@@ -107,8 +107,8 @@ struct RemoteTerminalSession {
         let result = try await stream.receive(output: { stream, bytes in
             StandardIO.write(bytes, to: stream == .stderr ? STDERR_FILENO : STDOUT_FILENO)
         })
-        guard let code = result.exitCode else {
-            throw ClientError(code: .commandFailed, message: result.message)
+        guard result.started, let code = result.exitCode else {
+            throw ClientError(code: .commandFailed, message: result.message, exitCode: result.exitCode.map(Int32.init))
         }
         return Int32(code)
     }

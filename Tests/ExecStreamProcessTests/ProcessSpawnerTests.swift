@@ -143,8 +143,31 @@ struct ProcessSpawnerTests {
         close(fd)
         defer { unlink(path) }
         let notExecutable = #expect(throws: ProcessError.self) { try ProcessSpawner.spawn(ProcessConfiguration(arguments: [path])) }
-        #expect(notExecutable?.code == .executableNotFound)
+        #expect(notExecutable?.code == .notExecutable)
         #expect(notExecutable?.message == "exec: \"\(path)\": Permission denied")
+        #expect(error?.shellExitCode == 127)
+        #expect(notExecutable?.shellExitCode == 126)
+        let directory = #expect(throws: ProcessError.self) { try ProcessSpawner.spawn(ProcessConfiguration(arguments: ["/tmp"])) }
+        #expect(directory?.code == .notExecutable)
+        #expect(directory?.shellExitCode == 126)
+        let missingPath = #expect(throws: ProcessError.self) { try ProcessSpawner.spawn(ProcessConfiguration(arguments: ["/no/such/binary"])) }
+        #expect(missingPath?.code == .executableNotFound)
+        #expect(missingPath?.shellExitCode == 127)
+    }
+
+    @Test("a file the kernel will not run (no program, a missing interpreter) is not executable: 126")
+    func refusedByTheKernel() throws {
+        for (name, contents) in [("format", "echo no interpreter line\n"), ("interpreter", "#!/no/such/interpreter\necho\n")] {
+            let path = "/tmp/execstream-refused-\(name)-\(getpid())"
+            let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o755)
+            _ = contents.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+            defer { unlink(path) }
+            let error = #expect(throws: ProcessError.self) { try ProcessSpawner.spawn(ProcessConfiguration(arguments: [path])) }
+            #expect(error?.code == .notExecutable, "\(name)")
+            #expect(error?.shellExitCode == 126, "\(name)")
+            #expect(error?.message.hasPrefix("exec: \"\(path)\": execve: ") == true, "\(name)")
+        }
     }
 
     @Test("a failure in the child names its step")
@@ -154,6 +177,7 @@ struct ProcessSpawnerTests {
         }
         #expect(error?.code == .spawnFailed)
         #expect(error?.message.contains("chdir") == true)
+        #expect(error?.shellExitCode == nil, "a failure of the system, not of the command")
     }
 
     @Test("killing the process group takes background children with it")

@@ -66,12 +66,13 @@ struct ExecEndToEndTests {
         }
     }
 
-    @Test("a command that cannot start reports an internal error, not an exit code")
+    @Test("a command that cannot start did not start, with the shell's exit code for it and why")
     func missingCommand() async throws {
         try await InProcessServer.with { server in
             let output = try await server.exec(["/does/not/exist"])
-            #expect(output.result.exitCode == nil)
-            #expect(output.result.message.hasPrefix("Internal error occurred:"))
+            #expect(output.result == RemoteCommandResult(exitCode: 127, message: "exec: \"/does/not/exist\": No such file or directory", started: false))
+            let notRunnable = try await server.exec(["/etc/passwd"])
+            #expect(notRunnable.result == RemoteCommandResult(exitCode: 126, message: "exec: \"/etc/passwd\": Permission denied", started: false))
             server.expectNoLiveChannels()
         }
     }

@@ -3,6 +3,8 @@ import contextlib
 import socket
 import subprocess
 
+import pytest
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
@@ -78,9 +80,30 @@ def test_exec_errors_are_one_line_and_exit_1(execstream_bin, server):
     assert result.returncode == 1
     assert result.stderr.decode().count("\n") == 1
     assert 'container "no-such-container" not found' in result.stderr.decode()
-    result = client(execstream_bin, server, "exec", "demo", "--", "/no/such/binary")
-    assert result.returncode == 1
-    assert "/no/such/binary" in result.stderr.decode()
+
+
+@pytest.mark.parametrize("verb", ["exec", "exec-sync"])
+def test_a_command_that_cannot_start_exits_as_a_shell_does(execstream_bin, server, verb):
+    # 127: no such command; 126: it exists but cannot run (a file without an execute bit, a
+    # directory), as shells, docker and podman say. The reason is one line, without the kubelet's
+    # "Internal error occurred".
+    cases = [
+        (["/no/such/binary"], 127, 'execstream: exec: "/no/such/binary": No such file or directory\n'),
+        (["no-such-command"], 127, 'execstream: exec: "no-such-command": executable file not found in $PATH\n'),
+        (["/etc/passwd"], 126, 'execstream: exec: "/etc/passwd": Permission denied\n'),
+        (["/tmp"], 126, 'execstream: exec: "/tmp": is a directory\n'),
+    ]
+    for command, code, message in cases:
+        result = client(execstream_bin, server, verb, "demo", "--", *command)
+        assert (result.returncode, result.stderr.decode(), result.stdout) == (code, message, b""), command
+
+
+def test_exec_sync_json_names_a_command_that_cannot_start(execstream_bin, server):
+    import json
+
+    result = client(execstream_bin, server, "exec-sync", "--json", "demo", "--", "/no/such/binary")
+    assert result.returncode == 127
+    assert json.loads(result.stdout) == {"error": {"code": "unknown", "message": 'exec: "/no/such/binary": No such file or directory'}}
 
 
 def test_exec_without_a_server_is_one_clear_error(execstream_bin, tmp_path):

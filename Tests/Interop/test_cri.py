@@ -92,6 +92,15 @@ def test_exec_sync_errors(runtime):
     assert "executable file not found in $PATH" in message
 
 
+@pytest.mark.parametrize("command,code", [("no-such-cmd", "127"), ("/etc/passwd", "126")])
+def test_an_exec_sync_that_cannot_start_carries_a_shells_exit_code_in_its_trailers(runtime, command, code):
+    api, service, _ = runtime
+    with pytest.raises(grpc.RpcError) as failure:
+        service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=[command]), timeout=10)
+    assert failure.value.code() == grpc.StatusCode.UNKNOWN
+    assert dict(failure.value.trailing_metadata())["execstream-exit-code"] == code
+
+
 def test_an_oversized_argument_is_invalid_argument_at_once(runtime):
     """200 KB is over the kernel's per-argument limit: a short INVALID_ARGUMENT, not an E2BIG whose
     message (repeating the command) made a header block nghttp2 would not send."""

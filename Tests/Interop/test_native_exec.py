@@ -86,6 +86,10 @@ def test_missing_command_is_an_internal_error_status(runtime):
     assert result.status == 200
     assert result.status_json["status"] == "Failure"
     assert result.status_json["reason"] == "InternalError"
+    assert result.status_json["details"]["causes"] == [
+        {"reason": "ExitCode", "message": "127"},
+        {"message": 'exec: "/no/such/command": No such file or directory'},
+    ]
     assert "execstream-exit-code" not in result.trailers
 
 

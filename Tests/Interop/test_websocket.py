@@ -176,6 +176,15 @@ def test_kubernetes_client_exec_with_stdin_stdout_stderr_and_exit_code(runtime, 
     assert client.returncode == 7
 
 
+@pytest.mark.parametrize("command,code", [(["/no/such/command"], 127), (["no-such-command"], 127), (["/etc/passwd"], 126)])
+def test_kubernetes_client_reads_a_shells_exit_code_for_a_command_that_cannot_start(runtime, command, code):
+    # The status is the kubelet's InternalError; its first cause is the ExitCode the Python
+    # client reads (it read the error text there before, and failed to parse it).
+    client = kubernetes_client(exec_url(runtime, command), "v5.channel.k8s.io")
+    client.run_forever(timeout=30)
+    assert client.returncode == code
+
+
 def test_kubernetes_client_resize_reaches_the_terminal(runtime):
     url = exec_url(runtime, ["sh", "-c", "read x; stty size"], stdin=True, stderr=False, tty=True)
     client = kubernetes_client(url, "v5.channel.k8s.io")

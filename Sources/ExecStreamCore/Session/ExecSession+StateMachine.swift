@@ -172,11 +172,12 @@ public struct ExecSessionStateMachine: Sendable {
         }
     }
 
-    /// The process could not be started.
-    public mutating func processFailedToStart(message: String) -> [ExecSessionAction] {
+    /// The process could not be started: the command's fault when a shell would give an
+    /// `exitCode` for it (126, 127), else the system's.
+    public mutating func processFailedToStart(message: String, exitCode: UInt8? = nil) -> [ExecSessionAction] {
         switch self.state {
         case .starting:
-            self.state = .finishingOutputs(.internalError(message: message))
+            self.state = .finishingOutputs(exitCode.map { .notStarted(exitCode: $0, message: message) } ?? .internalError(message: message))
             return [.finishOutputStreams]
         case .abandoned:
             self.state = .closed

@@ -2,6 +2,9 @@
 public enum RemoteCommandOutcome: Hashable, Sendable {
     /// The process exited with this code (0–255; death by signal n is 128+n). 0 is success.
     case exited(code: UInt8)
+    /// The command could not start: `exitCode` is what a shell reports for it (127: no such
+    /// command, 126: it cannot run). The text reaches the client.
+    case notStarted(exitCode: UInt8, message: String)
     /// The command could not run, or failed inside the server. The text reaches the client.
     case internalError(message: String)
     /// A newer attach took this session's streams (newest attach wins). The text reaches the client.
@@ -20,7 +23,7 @@ public enum RemoteCommandStatus {
             return ""
         case .exited(let code):
             return "command terminated with non-zero exit code: exit status \(code)"
-        case .internalError(let message):
+        case .notStarted(_, let message), .internalError(let message):
             return "Internal error occurred: \(message)"
         case .preempted(let message):
             return message
@@ -43,6 +46,17 @@ public enum RemoteCommandStatus {
             json.raw(#","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"#)
             json.string(String(code))
             json.raw("}]}}")
+        case .notStarted(let code, let cause):
+            // As the kubelet reports any failed exec (so client-go and kubectl read it alike),
+            // with the shell's exit code as a first cause: the Python client and ours take it.
+            json.string("Failure")
+            json.raw(#","message":"#)
+            json.string(self.message(for: outcome))
+            json.raw(#","reason":"InternalError","details":{"causes":[{"reason":"ExitCode","message":"#)
+            json.string(String(code))
+            json.raw(#"},{"message":"#)
+            json.string(cause)
+            json.raw(#"}]},"code":500}"#)
         case .internalError(let cause):
             json.string("Failure")
             json.raw(#","message":"#)

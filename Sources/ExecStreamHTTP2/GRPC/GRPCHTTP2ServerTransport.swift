@@ -339,13 +339,11 @@ final class GRPCResponseWriter: ClosableRPCWriterProtocol, Sendable {
     }
 
     func finish(throwing error: any Error) async {
-        let status: Status
         if let rpcError = error as? RPCError {
-            status = Status(code: Status.Code(rpcError.code), message: rpcError.message)
+            self.end(Status(code: Status.Code(rpcError.code), message: rpcError.message), metadata: rpcError.metadata)
         } else {
-            status = Status(code: .unknown, message: "\(error)")
+            self.end(Status(code: .unknown, message: "\(error)"), metadata: Metadata())
         }
-        self.end(status, metadata: Metadata())
     }
 
     /// Ends the RPC with `status` unless it has ended already (deadline, handler without status).

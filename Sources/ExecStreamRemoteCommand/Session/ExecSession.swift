@@ -540,7 +540,7 @@ final class ExecSession {
             return
         } catch let error as ProcessError {
             self.logger.debug("exec failed to start", metadata: ["command": "\(command)", "error": "\(error)"])
-            self.perform(self.machine.processFailedToStart(message: error.message))
+            self.perform(self.machine.processFailedToStart(message: error.message, exitCode: error.shellExitCode))
             return
         } catch {
             preconditionFailure("spawning throws only ExecStreamError and ProcessError: \(error)")

@@ -65,12 +65,13 @@ package struct ObservedSessionEnd: Sendable {
         self.duration = duration
     }
 
-    /// The outcome as a metric label: `exit_zero`, `exit_nonzero`, `error`, `preempted`,
-    /// `client_gone`.
+    /// The outcome as a metric label: `exit_zero`, `exit_nonzero`, `not_started`, `error`,
+    /// `preempted`, `client_gone`.
     package var outcomeLabel: String {
         switch self.outcome {
         case .status(.exited(code: 0)): "exit_zero"
         case .status(.exited): "exit_nonzero"
+        case .status(.notStarted): "not_started"
         case .status(.internalError): "error"
         case .status(.preempted): "preempted"
         case .clientGone: "client_gone"

@@ -129,7 +129,7 @@ final class ServerMetrics: SessionObserver {
         CoreMetrics.Counter(label: Name.admissionRefusals, dimensions: [("status", String(status))], factory: self.factory).increment()
     }
 
-    /// An ExecSync ended: `exit_zero`, `exit_nonzero`, `timeout` or `error`.
+    /// An ExecSync ended: `exit_zero`, `exit_nonzero`, `not_started`, `timeout` or `error`.
     func execSyncEnded(outcome: String, duration: Duration) {
         CoreMetrics.Counter(label: Name.execSyncs, dimensions: [("outcome", outcome)], factory: self.factory).increment()
         CoreMetrics.Timer(label: Name.execSyncDuration, factory: self.factory).recordNanoseconds(duration.nanoseconds)

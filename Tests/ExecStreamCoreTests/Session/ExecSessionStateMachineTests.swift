@@ -74,12 +74,21 @@ struct ExecSessionStateMachineTests {
         #expect(session.terminalResized(bigger) == [.resizeTerminal(bigger)])
     }
 
-    @Test("a failed start ends with an internal error status, in the same order")
+    @Test("a start that failed in the system ends with an internal error status, in the same order")
     func failedStart() {
         var session = self.exec()
         _ = session.clientStreamsReady()
-        #expect(session.processFailedToStart(message: "exec: \"nope\": executable file not found in $PATH") == [.finishOutputStreams])
-        #expect(session.outputStreamsFinished() == [.writeStatus(.internalError(message: "exec: \"nope\": executable file not found in $PATH"))])
+        #expect(session.processFailedToStart(message: "exec: \"sh\": chdir: No such file or directory") == [.finishOutputStreams])
+        #expect(session.outputStreamsFinished() == [.writeStatus(.internalError(message: "exec: \"sh\": chdir: No such file or directory"))])
+        #expect(session.statusWritten() == [.close])
+    }
+
+    @Test("a command that cannot start ends with the shell's exit code for it, and why")
+    func commandNotStarted() {
+        var session = self.exec()
+        _ = session.clientStreamsReady()
+        #expect(session.processFailedToStart(message: "exec: \"nope\": executable file not found in $PATH", exitCode: 127) == [.finishOutputStreams])
+        #expect(session.outputStreamsFinished() == [.writeStatus(.notStarted(exitCode: 127, message: "exec: \"nope\": executable file not found in $PATH"))])
         #expect(session.statusWritten() == [.close])
     }
 

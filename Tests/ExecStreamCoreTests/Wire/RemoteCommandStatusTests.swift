@@ -38,6 +38,18 @@ struct RemoteCommandStatusTests {
             == "Internal error occurred: no such container")
     }
 
+    @Test("a command that could not start is an internal error whose first cause is the shell's exit code")
+    func notStarted() {
+        let outcome = RemoteCommandOutcome.notStarted(exitCode: 127, message: "exec: \"nope\": executable file not found in $PATH")
+        #expect(String(decoding: RemoteCommandStatus.json(for: outcome), as: UTF8.self) == #"""
+            {"metadata":{},"status":"Failure","message":"Internal error occurred: exec: \"nope\": executable file not found in $PATH",\#
+            "reason":"InternalError","details":{"causes":[{"reason":"ExitCode","message":"127"},\#
+            {"message":"exec: \"nope\": executable file not found in $PATH"}]},"code":500}
+            """#)
+        #expect(String(decoding: RemoteCommandStatus.plainText(for: outcome), as: UTF8.self)
+            == "Internal error occurred: exec: \"nope\": executable file not found in $PATH")
+    }
+
     @Test("a preempted attach is reason Conflict with code 409, and its message as plain text")
     func preempted() {
         let outcome = RemoteCommandOutcome.preempted(message: "preempted: a newer attach to container \"sh\" took its stdout")

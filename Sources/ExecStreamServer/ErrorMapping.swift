@@ -67,8 +67,8 @@ struct HTTPErrorResponse: Error, Hashable, Sendable {
             self.init(status: 400, body: "CONNECT on a streaming URL needs :protocol websocket (RFC 8441)\n")
         case .streamProtocolRequired:
             self.init(status: 400, body: "X-Stream-Protocol-Version is required for a SPDY upgrade\n")
-        case .portForwardNeedsHTTP1:
-            self.init(status: 400, body: "port-forward is served over WebSocket (HTTP/1.1) and SPDY/3.1, not HTTP/2\n")
+        case .portForwardNeedsWebSocket:
+            self.init(status: 400, body: "port-forward is served over WebSocket (HTTP/1.1 or HTTP/2) and SPDY/3.1, not in native framing\n")
         case .noServedSubprotocol:
             let served = KubernetesChannelProtocol.allCases.map(\.rawValue).filter { !$0.isEmpty }.joined(separator: ", ")
             self.init(status: 403, body: "none of the offered subprotocols is served: \(served)\n")

@@ -68,6 +68,18 @@ class SPDYClient:
         client._start_session()
         return client
 
+    @classmethod
+    def over_websocket_h2(cls, url: str, subprotocol: str = "SPDY/3.1+portforward.k8s.io"):
+        """The SPDY session tunnelled in a WebSocket over HTTP/2 (RFC 8441)."""
+        from websocket_h2 import WebSocketOverH2
+
+        client = cls.__new__(cls)
+        client.ws = WebSocketOverH2(url, [subprotocol])
+        client.protocol = client.ws.getsubprotocol()
+        client.status = client.ws.status
+        client._start_session()
+        return client
+
     def _start_session(self):
         self.deflate = zlib.compressobj(zdict=spdy_dictionary.zdict)
         self.inflate = zlib.decompressobj(zdict=spdy_dictionary.zdict)

@@ -84,19 +84,36 @@ def test_a_closed_port_reports_on_its_error_channel(runtime):
     assert f"error forwarding port {closed_port}".encode() in errors
 
 
-def test_port_forward_is_not_served_over_http2(runtime):
+def test_port_forward_is_not_served_in_native_framing(runtime):
     from native_client import NativeStream
 
     stream = NativeStream(portforward_url(runtime, [80]).replace("ws://", "http://"))
     stream.send(b"", end=True)
-    assert stream.wait().status == 400
+    result = stream.wait()
+    assert (result.status, result.body) == (400, b"port-forward is served over WebSocket (HTTP/1.1 or HTTP/2) and SPDY/3.1, not in native framing\n")
     stream.close()
+
+
+def test_websocket_port_forward_over_http2(runtime, http_server):
+    from websocket_h2 import OP_BINARY, OP_CLOSE, WebSocketOverH2
+
+    ws = WebSocketOverH2(portforward_url(runtime, [http_server]).replace("ws://", "http://"), ["v4.channel.k8s.io"])
+    assert (ws.status, ws.subprotocol) == (200, "v4.channel.k8s.io")
+    prefix = bytes([http_server & 0xFF, http_server >> 8])
+    ws.wait_for(lambda frames: len(frames) >= 2)
+    assert sorted(ws.frames[:2]) == [(OP_BINARY, b"\x00" + prefix), (OP_BINARY, b"\x01" + prefix)]
+    ws.send(OP_BINARY, b"\x00GET /over-h2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    frames = ws.receive_until_close()
+    assert frames[-1] == (OP_CLOSE, b"\x03\xe8")
+    data = b"".join(payload[1:] for opcode, payload in frames[2:-1] if payload[:1] == b"\x00")
+    assert data.startswith(b"HTTP/1.0 200 OK") and data.endswith(b"hello from /over-h2")
+    ws.close()
 
 
 # --- SPDY portforward.k8s.io, direct and tunnelled over WebSocket ---
 
 
-@pytest.mark.parametrize("transport", ["spdy", "spdy-over-websocket", "v2-alias"])
+@pytest.mark.parametrize("transport", ["spdy", "spdy-over-websocket", "v2-alias", "spdy-over-websocket-h2"])
 def test_spdy_port_forward_two_connections(runtime, http_server, transport):
     from spdy_client import SPDYClient
 
@@ -104,6 +121,9 @@ def test_spdy_port_forward_two_connections(runtime, http_server, transport):
     if transport == "spdy":
         client = SPDYClient(url, ["portforward.k8s.io"])
         assert (client.status, client.protocol) == (101, "portforward.k8s.io")
+    elif transport == "spdy-over-websocket-h2":
+        client = SPDYClient.over_websocket_h2(url)
+        assert (client.status, client.protocol) == (200, "SPDY/3.1+portforward.k8s.io")
     else:
         subprotocol = "SPDY/3.1+portforward.k8s.io" if transport == "spdy-over-websocket" else "v2.portforward.k8s.io"
         client = SPDYClient.over_websocket(url, subprotocol)

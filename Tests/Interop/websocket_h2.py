@@ -134,5 +134,20 @@ class WebSocketOverH2:
         while not predicate(self.frames):
             self._pump()
 
+    # websocket-client's names, so clients written for it (SPDYClient.over_websocket) run over
+    # this carrier too.
+    def send_binary(self, payload: bytes):
+        self.send(OP_BINARY, payload)
+
+    def recv_data(self, control_frame: bool = True):
+        while not self.frames:
+            if self.ended:
+                return OP_CLOSE, b""
+            self._pump()
+        return self.frames.pop(0)
+
+    def getsubprotocol(self):
+        return self.subprotocol
+
     def close(self):
         self.sock.close()

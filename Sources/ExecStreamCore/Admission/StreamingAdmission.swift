@@ -69,8 +69,9 @@ public enum AdmissionRefusal: Error, Hashable, Sendable {
     case webSocketProtocolRequired
     /// A SPDY upgrade without `X-Stream-Protocol-Version` (400).
     case streamProtocolRequired
-    /// Port-forward over HTTP/2 (400): clients speak it over HTTP/1.1 upgrades.
-    case portForwardNeedsHTTP1
+    /// Port-forward in native HTTP/2 framing (400): it is served over WebSocket (on HTTP/1.1 or
+    /// HTTP/2) and SPDY/3.1.
+    case portForwardNeedsWebSocket
     /// No offered WebSocket subprotocol is served (403).
     case noServedSubprotocol
     /// No offered SPDY stream protocol is served (403, naming ours).
@@ -95,27 +96,16 @@ public enum StreamingAdmission {
         case .http1WithoutUpgrade:
             return .failure(.upgradeRequired)
         case .http2(let method, let contentType):
-            guard kind != .portForward else { return .failure(.portForwardNeedsHTTP1) }
+            guard kind != .portForward else { return .failure(.portForwardNeedsWebSocket) }
             guard method == "POST" else { return .failure(.methodNotAllowed) }
             let mediaType = contentType?.split(separator: ";").first.map { String($0).trimmingASCIIWhitespace() }
             guard mediaType == Self.nativeContentType else { return .failure(.unsupportedContentType) }
             return .success(.native)
         case .http2ExtendedConnect(let connectProtocol, let subprotocols):
-            guard kind != .portForward else { return .failure(.portForwardNeedsHTTP1) }
             guard connectProtocol == "websocket" else { return .failure(.webSocketProtocolRequired) }
-            guard let chosen = KubernetesChannelProtocol.negotiate(headerValues: subprotocols) else { return .failure(.noServedSubprotocol) }
-            return .success(.webSocket(chosen))
+            return Self.webSocket(kind: kind, subprotocols: subprotocols)
         case .http1WebSocket(let subprotocols):
-            if kind == .portForward {
-                let offered = subprotocols.flatMap { $0.split(separator: ",") }.map { String($0).trimmingASCIIWhitespace() }
-                if let tunnel = offered.first(where: { Self.spdyOverWebSocketSubprotocols.contains($0) }) {
-                    return .success(.spdyOverWebSocket(subprotocol: tunnel))
-                }
-            }
-            guard let chosen = KubernetesChannelProtocol.negotiate(headerValues: subprotocols) else { return .failure(.noServedSubprotocol) }
-            guard kind == .portForward else { return .success(.webSocket(chosen)) }
-            guard Self.webSocketPortForwardProtocols.contains(chosen) else { return .failure(.noServedSubprotocol) }
-            return .success(.webSocketPortForward(chosen))
+            return Self.webSocket(kind: kind, subprotocols: subprotocols)
         case .http1SPDY(let streamProtocols):
             guard !streamProtocols.isEmpty else { return .failure(.streamProtocolRequired) }
             guard kind != .portForward else {
@@ -130,5 +120,20 @@ public enum StreamingAdmission {
             }
             return .success(.spdy(chosen))
         }
+    }
+
+    /// A WebSocket, over either carrier: a served channel protocol; for port-forward, one of its
+    /// own three, or the SPDY tunnel.
+    private static func webSocket(kind: StreamingRequestKind, subprotocols: [String]) -> Result<StreamingProtocol, AdmissionRefusal> {
+        if kind == .portForward {
+            let offered = subprotocols.flatMap { $0.split(separator: ",") }.map { String($0).trimmingASCIIWhitespace() }
+            if let tunnel = offered.first(where: { Self.spdyOverWebSocketSubprotocols.contains($0) }) {
+                return .success(.spdyOverWebSocket(subprotocol: tunnel))
+            }
+        }
+        guard let chosen = KubernetesChannelProtocol.negotiate(headerValues: subprotocols) else { return .failure(.noServedSubprotocol) }
+        guard kind == .portForward else { return .success(.webSocket(chosen)) }
+        guard Self.webSocketPortForwardProtocols.contains(chosen) else { return .failure(.noServedSubprotocol) }
+        return .success(.webSocketPortForward(chosen))
     }
 }

@@ -47,25 +47,25 @@ struct StreamingEndpoint: Sendable {
         switch admitted {
         case .native:
             self.serveNative(stream, kind: kind, token: token)
-        case .webSocket(let channelProtocol):
+        case .webSocket, .webSocketPortForward, .spdyOverWebSocket:
             switch AcceptedUpgrade.redeem(admitted, kind: kind, token: token, overHTTP2: true, streaming: self) {
             case .success(let accepted):
-                self.serveWebSocket(stream, accepted: accepted, channelProtocol: channelProtocol)
+                self.serveWebSocket(stream, accepted: accepted, subprotocol: admitted.acceptedProtocolName)
             case .failure(let error):
                 StreamRouter.respond(stream, error)
             }
-        case .webSocketPortForward, .spdyOverWebSocket, .spdy, .spdyPortForward:
+        case .spdy, .spdyPortForward:
             // HTTP/1.1 upgrades only: the admission never chooses them for an HTTP/2 carrier.
-            StreamRouter.respond(stream, HTTPErrorResponse(.portForwardNeedsHTTP1))
+            StreamRouter.respond(stream, HTTPErrorResponse(.upgradeRequired))
         }
     }
 
     /// WebSocket over an HTTP/2 stream (RFC 8441): the CONNECT is answered 200, and the stream,
     /// as an `HTTP2StreamChannel`, gets the very handlers an upgraded HTTP/1.1 connection gets.
-    private func serveWebSocket(_ stream: HTTP2ServerStream, accepted: AcceptedUpgrade, channelProtocol: KubernetesChannelProtocol) {
+    private func serveWebSocket(_ stream: HTTP2ServerStream, accepted: AcceptedUpgrade, subprotocol: String?) {
         var headers = HTTP2Headers()
-        if channelProtocol != .unnamed {
-            headers.add(name: "sec-websocket-protocol", value: channelProtocol.rawValue)
+        if let subprotocol {
+            headers.add(name: "sec-websocket-protocol", value: subprotocol)
         }
         stream.sendResponseHead(status: 200, headers: headers)
         let handlers = AcceptedUpgrade.webSocketCodec() + accepted.handlers(self)

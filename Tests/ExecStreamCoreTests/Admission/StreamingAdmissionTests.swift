@@ -26,7 +26,7 @@ struct StreamingAdmissionTests {
     func nativeHTTP2() {
         #expect(self.decide(self.native) == .success(.native))
         #expect(self.decide(.http2(method: "POST", contentType: StreamingAdmission.nativeContentType + "; charset=binary"), kind: .attach) == .success(.native))
-        #expect(self.decide(self.native, kind: .portForward) == .failure(.portForwardNeedsHTTP1))
+        #expect(self.decide(self.native, kind: .portForward) == .failure(.portForwardNeedsWebSocket))
         #expect(self.decide(.http2(method: "GET", contentType: "text/plain")) == .failure(.methodNotAllowed))
         #expect(self.decide(.http2(method: "POST", contentType: nil)) == .failure(.unsupportedContentType))
         #expect(self.decide(.http2(method: "POST", contentType: "application/json")) == .failure(.unsupportedContentType))
@@ -38,7 +38,12 @@ struct StreamingAdmissionTests {
         #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: [])) == .success(.webSocket(.unnamed)))
         #expect(self.decide(.http2ExtendedConnect(protocol: "h2c", webSocketSubprotocols: ["v5.channel.k8s.io"])) == .failure(.webSocketProtocolRequired))
         #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: ["v9.channel.k8s.io"])) == .failure(.noServedSubprotocol))
-        #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: []), kind: .portForward) == .failure(.portForwardNeedsHTTP1))
+        // Port-forward decides as over HTTP/1.1: its own three channel protocols, or the SPDY tunnel.
+        #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: []), kind: .portForward) == .success(.webSocketPortForward(.unnamed)))
+        #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: ["v4.channel.k8s.io"]), kind: .portForward) == .success(.webSocketPortForward(.v4)))
+        #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: ["SPDY/3.1+portforward.k8s.io"]), kind: .portForward)
+            == .success(.spdyOverWebSocket(subprotocol: "SPDY/3.1+portforward.k8s.io")))
+        #expect(self.decide(.http2ExtendedConnect(protocol: "websocket", webSocketSubprotocols: ["v5.channel.k8s.io"]), kind: .portForward) == .failure(.noServedSubprotocol))
     }
 
     @Test("WebSocket over HTTP/1.1: the client's first served subprotocol; port-forward's own three, or the SPDY tunnel")

@@ -71,6 +71,11 @@ public struct CRIClient: Sendable {
         try await self.unary("/runtime.v1.RuntimeService/Attach", request).response
     }
 
+    /// `RuntimeService/PortForward`: the URL of a one-time port-forward stream.
+    public func portForward(_ request: Runtime_V1_PortForwardRequest) async throws(ClientError) -> Runtime_V1_PortForwardResponse {
+        try await self.unary("/runtime.v1.RuntimeService/PortForward", request).response
+    }
+
     /// `RuntimeService/ContainerStatus`.
     public func containerStatus(_ request: Runtime_V1_ContainerStatusRequest) async throws(ClientError) -> Runtime_V1_ContainerStatusResponse {
         try await self.unary("/runtime.v1.RuntimeService/ContainerStatus", request).response

@@ -243,3 +243,72 @@ def test_attach_to_a_server_that_was_never_up_fails_at_once(execstream_bin, tmp_
     )
     assert result.returncode == 1
     assert result.stderr.decode() == f"execstream: cannot connect to unix://{tmp_path}/none.sock: no such socket (is execstream serve running?)\n"
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def http_get(address: str, port: int, path: str) -> bytes:
+    with socket.create_connection((address, port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
+def test_port_forward_listens_on_both_loopbacks_and_forwards_every_connection(execstream_bin, server, http_server):
+    import re
+    import signal
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    forward = subprocess.Popen(
+        [execstream_bin, "port-forward", "--server", f"unix://{server.unix_socket}", "demo", f":{http_server}", f"0:{closed_port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        addresses = ["127.0.0.1", "::1"] if ipv6_loopback() else ["127.0.0.1"]
+        listening = {}
+        for remote in (http_server, closed_port):
+            for address in addresses:
+                line = forward.stdout.readline()
+                shown = f"[{address}]" if ":" in address else address
+                match = re.fullmatch(rf"Forwarding from {re.escape(shown)}:(\d+) -> {remote}\n", line)
+                assert match, line
+                listening.setdefault(remote, set()).add(int(match[1]))
+        assert all(len(ports) == 1 for ports in listening.values()), "the same free port on both addresses"
+        local = listening[http_server].pop()
+        for address in addresses:
+            for index in range(3):
+                response = http_get(address, local, f"/via-cli-{index}")
+                assert response.startswith(b"HTTP/1.0 200 OK") and response.endswith(f"hello from /via-cli-{index}".encode())
+                assert forward.stdout.readline() == f"Handling connection for {local}\n"
+        # A port nobody listens on: the connection ends, the error is one line, the command goes on.
+        refused = listening[closed_port].pop()
+        assert http_get("127.0.0.1", refused, "/") == b""
+        assert forward.stdout.readline() == f"Handling connection for {refused}\n"
+        assert http_get("127.0.0.1", local, "/still-there").endswith(b"hello from /still-there")
+    finally:
+        forward.send_signal(signal.SIGINT)
+        stdout, stderr = forward.communicate(timeout=30)
+    assert forward.returncode == 0
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"execstream: an error occurred forwarding {refused} -> {closed_port}: "), stderr
+    assert f"port {closed_port}" in lines[0]
+
+
+@pytest.mark.parametrize("port", ["0", "abc", "1:2:3", "70000", "x:80"])
+def test_port_forward_refuses_a_bad_port_argument(execstream_bin, port):
+    result = run(execstream_bin, "port-forward", "demo", port)
+    assert result.returncode == 64
+    assert f'invalid port "{port}": expected [LOCAL:]REMOTE with ports 1-65535' in result.stderr

@@ -133,7 +133,7 @@ public final class ExecStreamServer: Service, Sendable {
             metrics: metrics,
             audit: audit
         )
-        let containerdStreaming = ContainerdStreamingService(registry: registry, logger: self.logger)
+        let containerdStreaming = ContainerdStreamingService(registry: registry, observer: SessionObservers([metrics, audit]), logger: self.logger)
         let containerAPI = ContainerService(store: containers, supervisor: supervisor, eventLoops: group, audit: audit)
         let grpcServer = GRPCServer(transport: transport, services: [health, runtime, CRIImageService(), containerdStreaming, containerAPI])
         let streaming = StreamingEndpoint(
@@ -226,13 +226,14 @@ public final class ExecStreamServer: Service, Sendable {
                             task.cancel()
                             return
                         }
-                        let (exec, attach) = metrics.activeSessions
-                        let text = "draining: \(open) sessions left (exec \(exec), attach \(attach), port-forward \(max(0, open - exec - attach)))"
+                        let active = metrics.activeSessions
+                        let (exec, attach, portForward) = (active[.exec] ?? 0, active[.attach] ?? 0, active[.portForward] ?? 0)
+                        let text = "draining: \(open) sessions left (exec \(exec), attach \(attach), port-forward \(portForward))"
                         logger.info(
                             "draining",
                             metadata: [
-                                "sessions": "\(open)", "exec": "\(exec)", "attach": "\(attach)", "portForward": "\(max(0, open - exec - attach))",
-                                "execProcesses": "\(supervisor.runningExecCount)",
+                                "sessions": "\(open)", "exec": "\(exec)", "attach": "\(attach)", "portForward": "\(portForward)",
+                                "containerdStreams": "\(active[.containerdStream] ?? 0)", "execProcesses": "\(supervisor.runningExecCount)",
                             ]
                         )
                         SystemdNotifier.status(text)

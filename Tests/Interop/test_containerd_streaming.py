@@ -25,6 +25,7 @@ def sidecar(execstream_bin, tmp_path_factory):
         "  - {id: quiet, main: {command: ['true'], stdin: false}}\n"
         "  - {id: short, main: {command: [sh, -c, 'echo out; echo err >&2'], stdin: false}}\n"
         "  - {id: guarded, main: {command: [echo, kept], stdin: false}}\n"
+        "  - {id: metered, main: {command: [printf, metered], stdin: false}}\n"
     )
     running = start_server(execstream_bin, str(directory / "s.sock"), "--config", str(config))
     yield running
@@ -129,3 +130,24 @@ def test_an_unknown_stdin_id_is_not_found(channel, containerd_protos):
     with pytest.raises(grpc.RpcError) as error:
         next(stdin.call)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_each_stream_is_a_session_in_the_metrics(sidecar, containerd_protos):
+    from test_metrics import scrape, value
+
+    before = scrape(sidecar)
+    with grpc.insecure_channel(sidecar.control) as channel:
+        assert b"".join(Stream(channel, containerd_protos, "metered-stdout").read_all()) == b"metered"
+        with pytest.raises(grpc.RpcError):
+            next(Stream(channel, containerd_protos, "nobody-stdout", wait_for_ack=False).call)
+    after = scrape(sidecar)
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    stream = {"kind": "containerd_stream", "transport": "grpc"}
+    assert grew("execstream_sessions_started_total", **stream) == 2
+    assert grew("execstream_sessions_ended_total", outcome="closed", **stream) == 1
+    assert grew("execstream_sessions_ended_total", outcome="error", **stream) == 1
+    assert value(after, "execstream_sessions_active", **stream) == 0
+    assert grew("execstream_session_bytes_total", direction="out", stream="stdout") == len(b"metered")

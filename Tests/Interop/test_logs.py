@@ -8,6 +8,7 @@ import urllib.parse
 import uuid
 
 import pytest
+import websocket
 
 from conftest import start_server, stop_server
 from transport import websocket_v5_exec
@@ -26,7 +27,11 @@ def all_lines(server) -> list:
     return [line.rstrip("\n") for line in lines]
 
 
-def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(execstream_bin, tmp_path, cri):
+AUDIT_ID = "5b7e1f0c-audit-id-of-the-api-server"
+FORWARDED = b"GET /audited HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(execstream_bin, tmp_path, cri, http_server):
     import grpc
 
     api, stubs = cri
@@ -42,6 +47,18 @@ def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(ex
                 assert websocket_v5_exec(url, stdin=secret) == secret
             response = service.ExecSync(api.ExecSyncRequest(container_id="demo", cmd=["sh", "-c", "exit 3"], timeout=10), timeout=30)
             assert response.exit_code == 3
+            assert websocket_v5_exec(exec_url(service, api, ["/no/such/command"])) == b""
+            # A port-forward as the kubelet's proxy passes it on: with the API server's Audit-Id.
+            url = service.PortForward(api.PortForwardRequest(pod_sandbox_id="demo", port=[http_server]), timeout=10).url
+            tokens.append(urllib.parse.urlsplit(url).path.rsplit("/", 1)[1])
+            ws = websocket.create_connection(
+                url.replace("http://", "ws://"), subprotocols=["v4.channel.k8s.io"], header=[f"Audit-Id: {AUDIT_ID}"], timeout=30
+            )
+            ws.recv_data(), ws.recv_data()
+            ws.send_binary(b"\x00" + FORWARDED)
+            while ws.recv_data(control_frame=True)[0] != websocket.ABNF.OPCODE_CLOSE:
+                pass
+            ws.close()
     finally:
         assert stop_server(server) == 0
     lines = all_lines(server)
@@ -62,7 +79,7 @@ def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(ex
     calls = [record for record in audit if record["event"] == "call"]
     sessions = [record for record in audit if record["event"] == "session"]
 
-    execs = [call for call in calls if call["method"] == "Exec"]
+    execs = [call for call in calls if call["method"] == "Exec" and call["command"] == "cat"]
     assert len(execs) == 2
     for call in execs:
         assert call["container"] == "demo" and call["command"] == "cat" and call["outcome"] == "url_issued"
@@ -71,8 +88,17 @@ def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(ex
     assert sync["command"] == "sh -c exit 3" and sync["outcome"] == "exit_nonzero" and sync["exitCode"] == 3
     assert isinstance(sync["durationMs"], int)
 
+    [not_started] = [session for session in sessions if session["outcome"] == "not_started"]
+    assert not_started["command"] == "/no/such/command" and not_started["exitCode"] == 127
+    [forward] = [session for session in sessions if session["kind"] == "portforward"]
+    assert forward["transport"] == "websocket" and forward["container"] == "demo" and forward["outcome"] == "closed"
+    assert forward["auditID"] == AUDIT_ID and forward["stdinBytes"] == len(FORWARDED) and forward["stdoutBytes"] > 0
+    assert "command" not in forward and "exitCode" not in forward
+
+    sessions = [session for session in sessions if session is not not_started and session is not forward]
     assert len(sessions) == 2
     for session in sessions:
+        assert "auditID" not in session
         assert session["kind"] == "exec" and session["transport"] == "websocket" and session["container"] == "demo"
         assert session["command"] == "cat" and session["outcome"] == "exit_zero" and session["exitCode"] == 0
         assert session["peer"].startswith("token holder at ")

@@ -77,3 +77,39 @@ def test_metrics_count_a_known_workload_exactly(server, runtime):
     assert value(after, "execstream_iochannels") >= 0
     build = [(labels, sample) for (name, labels), sample in after.items() if name == "execstream_build_info"]
     assert len(build) == 1 and build[0][1] == 1 and dict(build[0][0])["version"]
+
+
+def test_port_forwards_and_commands_that_cannot_start_are_sessions_too(server, runtime, http_server):
+    api, service = runtime
+    before = scrape(server)
+    request = b"GET /metered HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    received = 0
+    for _ in range(2):
+        url = service.PortForward(api.PortForwardRequest(pod_sandbox_id="demo", port=[http_server]), timeout=10).url
+        ws = websocket.create_connection(url.replace("http://", "ws://"), subprotocols=["v4.channel.k8s.io"], timeout=30)
+        ws.recv_data(), ws.recv_data()  # each channel opens with the port
+        ws.send_binary(b"\x00" + request)
+        while True:
+            opcode, payload = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+            assert payload[:1] == b"\x00", payload
+            received += len(payload) - 1
+        ws.close()
+    for command in (["/no/such/command"], ["/etc/passwd"]):
+        assert websocket_v5_exec(exec_url(runtime, command)) == b""
+    settled(server)
+    after = scrape(server)
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    forward = {"kind": "portforward", "transport": "websocket"}
+    assert grew("execstream_sessions_started_total", **forward) == 2
+    assert grew("execstream_sessions_ended_total", outcome="closed", **forward) == 2
+    assert value(after, "execstream_sessions_active", **forward) == 0
+    assert grew("execstream_session_bytes_total", direction="in", stream="portforward") == 2 * len(request)
+    assert grew("execstream_session_bytes_total", direction="out", stream="portforward") == received > 0
+    assert grew("execstream_session_duration_seconds_count", kind="portforward") == 2
+    assert grew("execstream_sessions_ended_total", kind="exec", transport="websocket", outcome="not_started") == 2
+    assert grew("execstream_process_spawn_seconds_count", kind="exec") == 0, "nothing was spawned"

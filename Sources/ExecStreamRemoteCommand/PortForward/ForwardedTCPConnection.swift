@@ -18,12 +18,14 @@ enum ForwardedTCPEvent {
 
 /// Opens the TCP connection of a forwarded port, once for every port-forward protocol: the
 /// connection's events go to `events` and its outcome to `connected`, both on `eventLoop` (the
-/// event loop of the client's connection, so relaying never hops).
+/// event loop of the client's connection, so relaying never hops). The bytes each way are counted
+/// here for the `session`, whatever the protocol.
 enum ForwardedTCPConnection {
     static func connect(
         port: UInt16,
         on eventLoop: any EventLoop,
         allowHalfClosure: Bool,
+        session: PortForwardSession,
         events: @escaping @Sendable (ForwardedTCPEvent) -> Void,
         connected: @escaping @Sendable (Result<any Channel, any Error>) -> Void
     ) {
@@ -32,7 +34,7 @@ enum ForwardedTCPConnection {
             .channelOption(.allowRemoteHalfClosure, value: allowHalfClosure)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Relay(events: events))
+                    try channel.pipeline.syncOperations.addHandler(Relay(session: session, events: events))
                 }
             }
             .connect(host: "127.0.0.1", port: Int(port))
@@ -40,17 +42,27 @@ enum ForwardedTCPConnection {
     }
 
     /// Turns the connection's pipeline events into `ForwardedTCPEvent`s.
-    private final class Relay: ChannelInboundHandler {
+    private final class Relay: ChannelDuplexHandler {
         typealias InboundIn = ByteBuffer
+        typealias OutboundIn = ByteBuffer
 
+        private let session: PortForwardSession
         private let events: (ForwardedTCPEvent) -> Void
 
-        init(events: @escaping (ForwardedTCPEvent) -> Void) {
+        init(session: PortForwardSession, events: @escaping (ForwardedTCPEvent) -> Void) {
+            self.session = session
             self.events = events
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            self.events(.read(self.unwrapInboundIn(data), connection: context.channel))
+            let bytes = self.unwrapInboundIn(data)
+            self.session.forwarded(bytes.readableBytes, toService: false)
+            self.events(.read(bytes, connection: context.channel))
+        }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            self.session.forwarded(self.unwrapOutboundIn(data).readableBytes, toService: true)
+            context.write(data, promise: promise)
         }
 
         func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -4,19 +4,6 @@ package import NIOCore
 import NIOPosix
 package import NIOWebSocket
 
-/// A port-forward ready to start: the sandbox's ports, and the release of its session slot.
-package struct PreparedPortForward: Sendable {
-    package let sandboxID: String
-    package let ports: [UInt16]
-    package let release: @Sendable () -> Void
-
-    package init(sandboxID: String, ports: [UInt16], release: @escaping @Sendable () -> Void) {
-        self.sandboxID = sandboxID
-        self.ports = ports
-        self.release = release
-    }
-}
-
 /// Port-forward over the WebSocket channel protocol (PROTOCOLS.md §4): port i (in the CRI
 /// request's order) has data channel 2i and error channel 2i+1; each starts with the port as two
 /// little-endian bytes; each port carries one TCP connection to `localhost:port` (the sandbox's
@@ -40,7 +27,7 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
         var ended = false
     }
 
-    private let prepared: PreparedPortForward
+    private let session: PortForwardSession
     private let base64: Bool
     private let logger: Logger
     private var ports: [Port]
@@ -48,11 +35,11 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
     private var closing = false
     private var released = false
 
-    package init(prepared: PreparedPortForward, channelProtocol: KubernetesChannelProtocol, logger: Logger) {
-        self.prepared = prepared
+    package init(session: PortForwardSession, channelProtocol: KubernetesChannelProtocol, logger: Logger) {
+        self.session = session
         self.base64 = channelProtocol.isBase64
         self.logger = logger
-        self.ports = prepared.ports.map { Port(number: $0) }
+        self.ports = session.ports.map { Port(number: $0) }
     }
 
     /// The context refers to this handler and this handler to the context: let go of it when
@@ -63,6 +50,7 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
 
     package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.session.start()
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         for (index, port) in self.ports.enumerated() {
             let prefix = ByteBuffer(bytes: [UInt8(port.number & 0xFF), UInt8(port.number >> 8)])
@@ -72,6 +60,7 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
                 port: port.number,
                 on: context.eventLoop,
                 allowHalfClosure: false,
+                session: self.session,
                 events: { event in loopBound.value.tcpEvent(index, event) },
                 connected: { result in loopBound.value.connected(index, result) }
             )
@@ -166,7 +155,7 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
         case .failure(let error):
             let port = self.ports[index].number
             self.logger.debug("port-forward connect failed", metadata: ["port": "\(port)", "error": "\(error)"])
-            self.send(ByteBuffer(string: "error forwarding port \(port) to pod \(self.prepared.sandboxID): \(error)"), channel: 2 * index + 1)
+            self.send(ByteBuffer(string: "error forwarding port \(port) to pod \(self.session.sandboxID): \(error)"), channel: 2 * index + 1)
             self.portEnded(index)
         }
     }
@@ -239,6 +228,6 @@ package final class PortForwardWebSocketHandler: ChannelInboundHandler {
     private func releaseSlot() {
         guard !self.released else { return }
         self.released = true
-        self.prepared.release()
+        self.session.end()
     }
 }

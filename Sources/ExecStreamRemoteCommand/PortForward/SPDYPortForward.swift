@@ -23,7 +23,8 @@ final class SPDYPortForwardConnection {
         var finished = false
     }
 
-    private let sandboxID: String
+    private let session: PortForwardSession
+    private var sandboxID: String { self.session.sandboxID }
     private let eventLoop: any EventLoop
     private let logger: Logger
     private let creationTimeout: TimeAmount
@@ -37,14 +38,14 @@ final class SPDYPortForwardConnection {
     private var closed = false
 
     package init(
-        sandboxID: String,
+        session: PortForwardSession,
         eventLoop: any EventLoop,
         logger: Logger,
         creationTimeout: TimeAmount,
         output: @escaping (ByteBuffer, _ flush: Bool) -> Void,
         closeTransport: @escaping () -> Void
     ) {
-        self.sandboxID = sandboxID
+        self.session = session
         self.eventLoop = eventLoop
         self.logger = logger
         self.creationTimeout = creationTimeout
@@ -158,6 +159,7 @@ final class SPDYPortForwardConnection {
             port: pair.port,
             on: self.eventLoop,
             allowHalfClosure: true,
+            session: self.session,
             events: { event in loopBound.value.tcpEvent(requestID, event) },
             connected: { result in loopBound.value.connected(requestID, result) }
         )
@@ -245,13 +247,13 @@ package final class SPDYPortForwardHandler: ChannelInboundHandler {
     package typealias InboundIn = ByteBuffer
     package typealias OutboundOut = ByteBuffer
 
-    private let prepared: PreparedPortForward
+    private let session: PortForwardSession
     private let logger: Logger
     private let creationTimeout: TimeAmount
     private var connection: SPDYPortForwardConnection?
 
-    package init(prepared: PreparedPortForward, logger: Logger, creationTimeout: TimeAmount) {
-        self.prepared = prepared
+    package init(session: PortForwardSession, logger: Logger, creationTimeout: TimeAmount) {
+        self.session = session
         self.logger = logger
         self.creationTimeout = creationTimeout
     }
@@ -263,10 +265,11 @@ package final class SPDYPortForwardHandler: ChannelInboundHandler {
     }
 
     package func handlerAdded(context: ChannelHandlerContext) {
+        self.session.start()
         let channel = context.channel
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         self.connection = SPDYPortForwardConnection(
-            sandboxID: self.prepared.sandboxID,
+            session: self.session,
             eventLoop: context.eventLoop,
             logger: self.logger,
             creationTimeout: self.creationTimeout,
@@ -288,7 +291,7 @@ package final class SPDYPortForwardHandler: ChannelInboundHandler {
 
     package func channelInactive(context: ChannelHandlerContext) {
         self.connection?.close()
-        self.prepared.release()
+        self.session.end()
         context.fireChannelInactive()
     }
 

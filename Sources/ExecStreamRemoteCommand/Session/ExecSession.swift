@@ -145,6 +145,8 @@ package struct ExecSessionPlan: Sendable {
     package var observer: any SessionObserver
     /// Who the client is (the connection's peer identity), for observers.
     package var peer: String
+    /// The request's Kubernetes audit ID, for observers.
+    package var auditID: String?
 
     package init(
         containerID: String,
@@ -159,7 +161,8 @@ package struct ExecSessionPlan: Sendable {
         processes: any SessionProcessHost,
         transport: String,
         observer: any SessionObserver = NoSessionObserver(),
-        peer: String = ""
+        peer: String = "",
+        auditID: String? = nil
     ) {
         self.containerID = containerID
         self.target = target
@@ -174,15 +177,16 @@ package struct ExecSessionPlan: Sendable {
         self.transport = transport
         self.observer = observer
         self.peer = peer
+        self.auditID = auditID
     }
 
     /// The session as its observers see it.
     var observed: ObservedSession {
         switch self.target {
         case .exec(let command):
-            ObservedSession(kind: .exec, transport: self.transport, containerID: self.containerID, command: command, peer: self.peer)
+            ObservedSession(kind: .exec, transport: self.transport, containerID: self.containerID, command: command, peer: self.peer, auditID: self.auditID)
         case .attach:
-            ObservedSession(kind: .attach, transport: self.transport, containerID: self.containerID, command: nil, peer: self.peer)
+            ObservedSession(kind: .attach, transport: self.transport, containerID: self.containerID, command: nil, peer: self.peer, auditID: self.auditID)
         }
     }
 }

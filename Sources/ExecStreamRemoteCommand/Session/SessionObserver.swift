@@ -21,25 +21,42 @@ package protocol SessionObserver: Sendable {
     func sessionEnded(_ session: ObservedSession, _ end: ObservedSessionEnd)
 }
 
+/// What kind of session: a metric label and an audit field.
+package enum ObservedSessionKind: String, Sendable, Hashable, CaseIterable {
+    /// `/exec/{token}`.
+    case exec
+    /// `/attach/{token}`.
+    case attach
+    /// `/portforward/{token}`.
+    case portForward = "portforward"
+    /// containerd's `Streaming/Stream`: one channel of a sandbox runtime's IO.
+    case containerdStream = "containerd_stream"
+}
+
 /// A session as its observers see it.
 package struct ObservedSession: Sendable {
-    /// `exec` or `attach`.
-    package var kind: StreamingRequestKind
-    /// The transport's name, as a metric label: `native`, `websocket`, `websocket-h2`, `spdy`.
+    /// Exec, attach, port-forward, or a containerd stream.
+    package var kind: ObservedSessionKind
+    /// The transport's name, as a metric label: `native`, `websocket`, `websocket-h2`, `spdy`,
+    /// `spdy-websocket`, `spdy-websocket-h2`, `grpc`.
     package var transport: String
-    /// The container's id.
+    /// The container's id (a port-forward's sandbox; a containerd stream's channel id).
     package var containerID: String
     /// An exec's command.
     package var command: [String]?
     /// Who the client is (the connection's peer identity), for the audit log.
     package var peer: String
+    /// The Kubernetes audit ID of the request (its `Audit-Id` header, which the API server sets
+    /// and the kubelet's proxy passes on), for the audit log.
+    package var auditID: String?
 
-    package init(kind: StreamingRequestKind, transport: String, containerID: String, command: [String]?, peer: String) {
+    package init(kind: ObservedSessionKind, transport: String, containerID: String, command: [String]?, peer: String, auditID: String? = nil) {
         self.kind = kind
         self.transport = transport
         self.containerID = containerID
         self.command = command
         self.peer = peer
+        self.auditID = auditID
     }
 }
 
@@ -51,10 +68,14 @@ package struct ObservedSessionEnd: Sendable {
         case status(RemoteCommandOutcome)
         /// The client went away before the status.
         case clientGone
+        /// A session without a status (port-forward, a containerd stream) ended cleanly.
+        case closed
+        /// A session without a status ended on an error (a containerd stream's gRPC status).
+        case failed(String)
     }
 
     package var outcome: Outcome
-    /// Bytes each way, by stream.
+    /// Bytes each way, by stream (a port-forward's: stdin to the service, stdout from it).
     package var bytes: [StandardStream: Int]
     /// From the start to the release.
     package var duration: Duration
@@ -66,7 +87,7 @@ package struct ObservedSessionEnd: Sendable {
     }
 
     /// The outcome as a metric label: `exit_zero`, `exit_nonzero`, `not_started`, `error`,
-    /// `preempted`, `client_gone`.
+    /// `preempted`, `client_gone`, `closed`, or a failed stream's reason (a gRPC code's name).
     package var outcomeLabel: String {
         switch self.outcome {
         case .status(.exited(code: 0)): "exit_zero"
@@ -75,6 +96,8 @@ package struct ObservedSessionEnd: Sendable {
         case .status(.internalError): "error"
         case .status(.preempted): "preempted"
         case .clientGone: "client_gone"
+        case .closed: "closed"
+        case .failed(let reason): reason
         }
     }
 }

@@ -10,10 +10,10 @@ import NIOWebSocket
 /// NIOWebSocket's codec, for both.
 enum AcceptedUpgrade {
     case webSocketSession(PreparedSession, KubernetesChannelProtocol)
-    case webSocketPortForward(PreparedPortForward, KubernetesChannelProtocol)
-    case spdyOverWebSocket(PreparedPortForward)
+    case webSocketPortForward(PortForwardSession, KubernetesChannelProtocol)
+    case spdyOverWebSocket(PortForwardSession)
     case spdySession(PreparedSession, SPDYRemoteCommandProtocol)
-    case spdyPortForward(PreparedPortForward)
+    case spdyPortForward(PortForwardSession)
 
     /// The largest WebSocket frame a client may send, on either carrier.
     static let maxWebSocketFrameByteCount = 16 << 20
@@ -42,13 +42,13 @@ enum AcceptedUpgrade {
         case .webSocket(let channelProtocol):
             return streaming.prepare(kind: kind, token: token, transport: overHTTP2 ? "websocket-h2" : "websocket").map { .webSocketSession($0, channelProtocol) }
         case .webSocketPortForward(let channelProtocol):
-            return streaming.preparePortForward(token: token).map { .webSocketPortForward($0, channelProtocol) }
+            return streaming.preparePortForward(token: token, transport: overHTTP2 ? "websocket-h2" : "websocket").map { .webSocketPortForward($0, channelProtocol) }
         case .spdyOverWebSocket:
-            return streaming.preparePortForward(token: token).map { .spdyOverWebSocket($0) }
+            return streaming.preparePortForward(token: token, transport: overHTTP2 ? "spdy-websocket-h2" : "spdy-websocket").map { .spdyOverWebSocket($0) }
         case .spdy(let chosen):
             return streaming.prepare(kind: kind, token: token, transport: "spdy").map { .spdySession($0, chosen) }
         case .spdyPortForward:
-            return streaming.preparePortForward(token: token).map { .spdyPortForward($0) }
+            return streaming.preparePortForward(token: token, transport: "spdy").map { .spdyPortForward($0) }
         case .native:
             // An HTTP/2 protocol: the admission never chooses it for an HTTP/1.1 upgrade.
             return .failure(HTTPErrorResponse(.upgradeRequired))
@@ -77,13 +77,13 @@ enum AcceptedUpgrade {
                 WebSocketSessionHandler(channelProtocol: channelProtocol, prepared: prepared, registry: streaming.registry, logger: streaming.logger),
             ]
         case .webSocketPortForward(let prepared, let channelProtocol):
-            served = [WebSocketFrameValidator(), aggregator, PortForwardWebSocketHandler(prepared: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
+            served = [WebSocketFrameValidator(), aggregator, PortForwardWebSocketHandler(session: prepared, channelProtocol: channelProtocol, logger: streaming.logger)]
         case .spdyOverWebSocket(let prepared):
             // The same SPDY port-forward handler as on a TCP upgrade, over a WebSocket byte carrier.
             served = [
                 WebSocketFrameValidator(),
                 WebSocketByteStreamHandler(),
-                SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout),
+                SPDYPortForwardHandler(session: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout),
             ]
         case .spdySession(let prepared, let chosen):
             served = [
@@ -96,7 +96,7 @@ enum AcceptedUpgrade {
                 )
             ]
         case .spdyPortForward(let prepared):
-            served = [SPDYPortForwardHandler(prepared: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
+            served = [SPDYPortForwardHandler(session: prepared, logger: streaming.logger, creationTimeout: policy.streamCreationTimeout)]
         }
         return StreamIdleTimeout.handlers(policy) + served
     }

@@ -122,7 +122,7 @@ enum HTTP1Upgrades {
             kind: kind,
             token: token,
             carrier: .http1WebSocket(subprotocols: head.headers["Sec-WebSocket-Protocol"]),
-            streaming: router.streaming,
+            streaming: router.streaming.forRequest(auditID: head.headers.first(name: "Audit-Id")),
             protocolHeader: "Sec-WebSocket-Protocol"
         )
     }
@@ -172,7 +172,7 @@ enum HTTP1Upgrades {
                 kind: kind,
                 token: token,
                 carrier: .http1SPDY(streamProtocols: request.headers["X-Stream-Protocol-Version"]),
-                streaming: self.router.streaming,
+                streaming: self.router.streaming.forRequest(auditID: request.headers.first(name: "Audit-Id")),
                 protocolHeader: "X-Stream-Protocol-Version",
                 headers: responseHeaders
             )

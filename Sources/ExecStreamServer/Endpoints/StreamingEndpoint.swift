@@ -24,13 +24,29 @@ struct StreamingEndpoint: Sendable {
     let audit: AuditLog
     /// Who is on the connection this endpoint serves (set by its router), for the audit log.
     var peer = "unknown"
+    /// The request's Kubernetes audit ID, for the audit log (see `forRequest`).
+    private(set) var auditID: String?
     /// Sessions log with it; a connection's router adds its peer.
     var logger: Logger
+
+    /// This endpoint for one request: its sessions carry the request's `Audit-Id` header, which
+    /// the Kubernetes API server sets and the kubelet's streaming proxy passes on.
+    func forRequest(auditID: String?) -> StreamingEndpoint {
+        var endpoint = self
+        endpoint.auditID = auditID.map { String($0.prefix(128)) }
+        return endpoint
+    }
 
     /// Serves one HTTP/2 request for `kind` with `token` (native framing, or WebSocket over
     /// extended CONNECT); on the stream's event loop. Admission first (`StreamingAdmission`:
     /// 404, 400/405/415, 403), then native's own headers (400), then the slot (429) and the token.
     func serve(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
+        let head = stream.head
+        let endpoint = self.forRequest(auditID: head.headers[first: "audit-id"])
+        endpoint.serveRequest(stream, kind: kind, token: token)
+    }
+
+    private func serveRequest(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let head = stream.head
         let carrier: StreamingCarrier =
             head.method == "CONNECT"
@@ -144,13 +160,15 @@ struct StreamingEndpoint: Sendable {
                 processes: self.supervisor.processes(of: container.spec),
                 transport: transport,
                 observer: SessionObservers([self.metrics, self.audit]),
-                peer: self.peer
+                peer: self.peer,
+                auditID: self.auditID
             )
         }.map { PreparedSession(plan: $0.value, release: $0.release) }
     }
 
-    /// The last checks of a port-forward (see `redeem`); its ports must be 1-65535.
-    func preparePortForward(token: String) -> Result<PreparedPortForward, HTTPErrorResponse> {
+    /// The last checks of a port-forward (see `redeem`); its ports must be 1-65535. `transport`
+    /// names the chosen protocol for the session's observers.
+    func preparePortForward(token: String, transport: String) -> Result<PortForwardSession, HTTPErrorResponse> {
         self.redeem(kind: .portForward, token: token) { request throws(ExecStreamError) in
             guard case .portForward(let sandboxID, let ports) = request else {
                 throw ExecStreamError(code: .notFound, message: "unknown or expired portforward token")
@@ -161,7 +179,17 @@ struct StreamingEndpoint: Sendable {
                 throw ExecStreamError(code: .invalidArgument, message: "port-forward ports must be 1-65535")
             }
             return (sandbox.spec, valid)
-        }.map { PreparedPortForward(sandboxID: $0.value.0.id, ports: $0.value.1, release: $0.release) }
+        }.map {
+            PortForwardSession(
+                sandboxID: $0.value.0.id,
+                ports: $0.value.1,
+                transport: transport,
+                peer: self.peer,
+                auditID: self.auditID,
+                observer: SessionObservers([self.metrics, self.audit]),
+                release: $0.release
+            )
+        }
     }
 
     /// A session slot (429, token unspent), then the token is spent and its request resolved.

@@ -5,7 +5,8 @@ import Logging
 
 /// The audit log: one line (level notice, `audit=true`) for every control call that runs or
 /// reaches something, and one at every session's end. Each names the peer (its identity,
-/// never a secret), the container and the command (bounded, as `CommandLineLimits.displayed`).
+/// never a secret), the container and the command (bounded, as `CommandLineLimits.displayed`);
+/// a session's line also the Kubernetes audit ID of its request, when it came with one.
 /// Never a token, never a byte of stdin or output.
 struct AuditLog: SessionObserver {
     private let logger: Logger
@@ -56,8 +57,14 @@ struct AuditLog: SessionObserver {
         if let command = session.command {
             metadata["command"] = "\(Self.displayed(command))"
         }
-        if case .status(.exited(let code)) = end.outcome {
+        if let auditID = session.auditID {
+            metadata["auditID"] = "\(auditID)"
+        }
+        switch end.outcome {
+        case .status(.exited(let code)), .status(.notStarted(let code, _)):
             metadata["exitCode"] = .stringConvertible(Int(code))
+        case .status(.internalError), .status(.preempted), .clientGone, .closed, .failed:
+            break
         }
         self.logger.notice("session ended", metadata: metadata)
     }

@@ -14,11 +14,13 @@ final class ServerMetrics: SessionObserver {
     /// The metrics' registry, rendered by `exposition()`.
     let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
+    /// By stream: a session's stdin, stdout, stderr; a port-forward's bytes count as `portforward`.
     private let bytes: [StandardStream: CoreMetrics.Counter]
+    private let forwardedBytes: (toService: CoreMetrics.Counter, toClient: CoreMetrics.Counter)
     private let tokensInFlight: CoreMetrics.Gauge
     private let channels: CoreMetrics.Gauge
     /// Sessions running now by kind, for the drain's progress lines.
-    private let active = Mutex([StreamingRequestKind: Int]())
+    private let active = Mutex([ObservedSessionKind: Int]())
 
     /// Metric names, in one place.
     enum Name {
@@ -56,6 +58,10 @@ final class ServerMetrics: SessionObserver {
             let direction = stream == .stdin ? "in" : "out"
             return (stream, CoreMetrics.Counter(label: Name.bytes, dimensions: [("direction", direction), ("stream", stream.rawValue)], factory: factory))
         })
+        self.forwardedBytes = (
+            CoreMetrics.Counter(label: Name.bytes, dimensions: [("direction", "in"), ("stream", "portforward")], factory: factory),
+            CoreMetrics.Counter(label: Name.bytes, dimensions: [("direction", "out"), ("stream", "portforward")], factory: factory)
+        )
         self.tokensInFlight = CoreMetrics.Gauge(label: Name.tokensInFlight, factory: factory)
         self.channels = CoreMetrics.Gauge(label: Name.channels, factory: factory)
         CoreMetrics.Gauge(label: Name.buildInfo, dimensions: [("version", ExecStreamVersion.runtimeVersion)], factory: factory).record(1)
@@ -78,7 +84,12 @@ final class ServerMetrics: SessionObserver {
     }
 
     func transferred(_ byteCount: Int, of stream: StandardStream, in session: ObservedSession) {
-        self.bytes[stream]?.increment(by: byteCount)
+        switch session.kind {
+        case .portForward:
+            (stream == .stdin ? self.forwardedBytes.toService : self.forwardedBytes.toClient).increment(by: byteCount)
+        case .exec, .attach, .containerdStream:
+            self.bytes[stream]?.increment(by: byteCount)
+        }
     }
 
     func firstOutput(after latency: Duration, in session: ObservedSession) {
@@ -117,9 +128,9 @@ final class ServerMetrics: SessionObserver {
         CoreMetrics.Timer(label: Name.sessionDuration, dimensions: [("kind", session.kind.rawValue)], factory: self.factory).recordNanoseconds(end.duration.nanoseconds)
     }
 
-    /// Exec and attach sessions running now.
-    var activeSessions: (exec: Int, attach: Int) {
-        self.active.withLock { ($0[.exec] ?? 0, $0[.attach] ?? 0) }
+    /// Sessions running now, by kind (kinds with none left out).
+    var activeSessions: [ObservedSessionKind: Int] {
+        self.active.withLock { $0.filter { $0.value > 0 } }
     }
 
     // MARK: Outside sessions

@@ -6,6 +6,7 @@ import GRPCCore
 import Logging
 import NIOCore
 import SwiftProtobuf
+import Synchronization
 
 /// containerd's `containerd.services.streaming.v1.Streaming/Stream` (PROTOCOLS.md §8): the IO
 /// path of sandbox runtimes, one gRPC stream per channel id.
@@ -32,10 +33,14 @@ final class ContainerdStreamingService: Containerd_Services_Streaming_V1_Streami
     static let stdinWindowBytes: Int32 = 256 << 10
 
     private let registry: ChannelRegistry
+    private let observer: any SessionObserver
     private let logger: Logger
 
-    init(registry: ChannelRegistry, logger: Logger) {
+    /// Each stream is a session for `observer` (metrics, the audit log), of kind
+    /// `containerd_stream`.
+    init(registry: ChannelRegistry, observer: any SessionObserver = NoSessionObserver(), logger: Logger) {
         self.registry = registry
+        self.observer = observer
         self.logger = logger
     }
 
@@ -70,13 +75,32 @@ final class ContainerdStreamingService: Containerd_Services_Streaming_V1_Streami
         guard let id = IOChannelID(parsing: initMessage.id) else {
             throw RPCError(code: .invalidArgument, message: "stream id \"\(initMessage.id)\" must end in -stdin, -stdout or -stderr")
         }
-        switch id.stream {
-        case .stdout, .stderr:
-            let session = OutputStreamSession(id: id, registry: self.registry, events: continuation)
-            try await session.run(events: &iterator, response: response)
-        case .stdin:
-            let session = InputStreamSession(id: id, registry: self.registry, events: continuation)
-            try await session.run(events: &iterator, response: response)
+        let observed = ObservedSession(kind: .containerdStream, transport: "grpc", containerID: "\(id)", command: nil, peer: AuditLog.peer(context))
+        let (observer, started) = (self.observer, ContinuousClock.now)
+        let bytes = Atomic<Int>(0)
+        let transferred: @Sendable (Int) -> Void = { byteCount in
+            bytes.add(byteCount, ordering: .relaxed)
+            observer.transferred(byteCount, of: id.stream, in: observed)
+        }
+        observer.sessionStarted(observed)
+        var outcome = ObservedSessionEnd.Outcome.failed("error")
+        defer {
+            let end = ObservedSessionEnd(outcome: outcome, bytes: [id.stream: bytes.load(ordering: .relaxed)], duration: .now - started)
+            observer.sessionEnded(observed, end)
+        }
+        do {
+            switch id.stream {
+            case .stdout, .stderr:
+                let session = OutputStreamSession(id: id, registry: self.registry, events: continuation, transferred: transferred)
+                try await session.run(events: &iterator, response: response)
+            case .stdin:
+                let session = InputStreamSession(id: id, registry: self.registry, events: continuation, transferred: transferred)
+                try await session.run(events: &iterator, response: response)
+            }
+            outcome = .closed
+        } catch let error as RPCError where error.code == .aborted {
+            outcome = .failed("preempted")
+            throw error
         }
     }
 }
@@ -138,11 +162,13 @@ private final class OutputStreamSession {
     private let consumer: StreamConsumer
     private var sender = CreditedSender()
     private var generation: ConsumerGeneration?
+    private let transferred: (Int) -> Void
 
-    init(id: IOChannelID, registry: ChannelRegistry, events: AsyncStream<StreamEvent>.Continuation) {
+    init(id: IOChannelID, registry: ChannelRegistry, events: AsyncStream<StreamEvent>.Continuation, transferred: @escaping (Int) -> Void) {
         self.id = id
         self.registry = registry
         self.consumer = StreamConsumer(events: events)
+        self.transferred = transferred
     }
 
     func run(events: inout AsyncStream<StreamEvent>.Iterator, response: RPCWriter<Google_Protobuf_Any>) async throws {
@@ -201,6 +227,7 @@ private final class OutputStreamSession {
             var data = Containerd_Types_Transfer_Data()
             data.data = Data(bytes.readableBytesView)
             try await response.write(try StreamMessage.encode(data))
+            self.transferred(bytes.readableBytes)
         }
         if let byteCount = self.sender.completeDelivery(), let generation = self.generation {
             self.registry.delivered(self.id, byteCount: byteCount, by: generation)
@@ -249,11 +276,13 @@ private final class InputStreamSession {
     private let events: AsyncStream<StreamEvent>.Continuation
     /// The client's credit.
     private var credit = InputCreditLedger(window: Int64(ContainerdStreamingService.stdinWindowBytes))
+    private let transferred: (Int) -> Void
 
-    init(id: IOChannelID, registry: ChannelRegistry, events: AsyncStream<StreamEvent>.Continuation) {
+    init(id: IOChannelID, registry: ChannelRegistry, events: AsyncStream<StreamEvent>.Continuation, transferred: @escaping (Int) -> Void) {
         self.id = id
         self.registry = registry
         self.events = events
+        self.transferred = transferred
         self.producer = ClientInputProducer(id: id, registry: registry, endOfInputClosesChannel: true)
     }
 
@@ -288,6 +317,7 @@ private final class InputStreamSession {
                     throw RPCError(code: .resourceExhausted, message: "\(error.byteCount) bytes of Data with \(error.credit) bytes of credit")
                 }
                 self.producer.produce(ByteBuffer(bytes: data.data))
+                self.transferred(data.data.count)
                 try await self.carryOut(self.credit.taken(byteCount, channelPaused: self.producer.isPaused), response)
             case .resumed:
                 guard !self.producer.isDone else { continue }

@@ -92,8 +92,17 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     private var idleTimer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
 
-    public init(configuration: HTTP2Configuration, streamInitializer: @escaping StreamInitializer) {
+    /// Told of the connection's opening and closing, and of GOAWAYs and resets each way.
+    private let observer: any HTTP2ConnectionObserver
+    private var observedOpen = false
+
+    public init(
+        configuration: HTTP2Configuration,
+        observer: any HTTP2ConnectionObserver = NoHTTP2ConnectionObserver(),
+        streamInitializer: @escaping StreamInitializer
+    ) {
         self.configuration = configuration
+        self.observer = observer
         self.streamInitializer = streamInitializer
         self.controlBytes = ByteBuffer()
         self.resetLimit = StreamResetRateLimit(burst: configuration.streamResetBurst, ratePerSecond: configuration.streamResetRatePerSecond)
@@ -110,6 +119,8 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.controlBytes = context.channel.allocator.buffer(capacity: 1024)
+        self.observedOpen = true
+        self.observer.connectionOpened()
         self.startSession()
         if context.channel.isActive {
             self.startTimers(context: context)
@@ -302,6 +313,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeadersCallback)
         nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeaderCallback)
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceivedCallback)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSentCallback)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkCallback)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamCloseCallback)
         nghttp2_session_callbacks_set_send_data_callback(callbacks, sendDataCallback)
@@ -412,6 +424,10 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
 
     private func tearDown(reason: HTTP2StreamCloseReason) {
         self.lifecycle.connectionClosed()
+        if self.observedOpen {
+            self.observedOpen = false
+            self.observer.connectionClosed()
+        }
         for timer in [self.keepaliveTimer, self.pingTimeoutTimer, self.idleTimer, self.graceTimer] {
             timer?.cancel()
         }
@@ -571,6 +587,7 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
 
     fileprivate func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
+        self.observe(frame, sent: false)
         let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         guard let kind = InboundFrame(header) else { return 0 }
         switch kind {
@@ -623,6 +640,22 @@ public final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, Removable
     }
 
     /// The received frames the handler acts on; nil for every other frame.
+    /// A frame nghttp2 sent (whoever queued it: we, or nghttp2 on a protocol error).
+    fileprivate func onFrameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        self.observe(frame, sent: true)
+        return 0
+    }
+
+    /// Tells the observer of a GOAWAY or RST_STREAM.
+    private func observe(_ frame: UnsafePointer<nghttp2_frame>, sent: Bool) {
+        let type = UInt32(frame.pointee.hd.type)
+        if type == NGHTTP2_GOAWAY.rawValue {
+            self.observer.goAway(code: frame.pointee.goaway.error_code, sent: sent)
+        } else if type == NGHTTP2_RST_STREAM.rawValue {
+            self.observer.streamReset(code: frame.pointee.rst_stream.error_code, sent: sent)
+        }
+    }
+
     private enum InboundFrame {
         /// HEADERS (a request head, or trailers).
         case headers
@@ -827,6 +860,11 @@ private let onHeaderCallback: nghttp2_on_header_callback = { _, frame, name, nam
 private let onFrameReceivedCallback: nghttp2_on_frame_recv_callback = { _, frame, userData in
     guard let frame else { return 0 }
     return handler(userData).onFrameReceived(frame)
+}
+
+private let onFrameSentCallback: nghttp2_on_frame_send_callback = { _, frame, userData in
+    guard let frame else { return 0 }
+    return handler(userData).onFrameSent(frame)
 }
 
 private let onDataChunkCallback: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, length, userData in

@@ -64,4 +64,14 @@ public enum HTTP2ErrorCode {
     public static let cancel: UInt32 = 0x8
     /// ENHANCE_YOUR_CALM
     public static let enhanceYourCalm: UInt32 = 0xB
+
+    /// RFC 9113's name for `code` (`NO_ERROR`, `CANCEL`, …), or its hex value for a code the RFC
+    /// does not name: a bounded set, fit for a metric label.
+    public static func name(of code: UInt32) -> String {
+        let names = [
+            "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR",
+            "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        ]
+        return code < names.count ? names[Int(code)] : "UNKNOWN"
+    }
 }

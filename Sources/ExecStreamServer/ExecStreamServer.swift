@@ -160,6 +160,7 @@ public final class ExecStreamServer: Service, Sendable {
             tls: tls,
             socketGroup: socketGroup,
             connections: connections,
+            metrics: metrics,
             logger: self.logger,
             makeRouter: { peer in
                 StreamRouter(grpc: transport, streaming: streaming, enableBenchmarkRoutes: enableBenchmarkRoutes, peer: peer)

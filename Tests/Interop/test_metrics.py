@@ -12,9 +12,11 @@ from test_leaks import exec_url, settled
 from transport import websocket_v5_exec
 
 
-def scrape(server) -> dict:
-    """Every sample of `/metrics` on the data plane (HTTP/1.1), keyed by name and sorted labels."""
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+def scrape(server, context=None) -> dict:
+    """Every sample of `/metrics` on the data plane (HTTP/1.1), keyed by name and sorted labels.
+    `context`: the TLS context of an https server."""
+    base = f"https://127.0.0.1:{server.port}" if context else server.url
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10, context=context) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = response.read().decode()
@@ -113,3 +115,51 @@ def test_port_forwards_and_commands_that_cannot_start_are_sessions_too(server, r
     assert grew("execstream_session_duration_seconds_count", kind="portforward") == 2
     assert grew("execstream_sessions_ended_total", kind="exec", transport="websocket", outcome="not_started") == 2
     assert grew("execstream_process_spawn_seconds_count", kind="exec") == 0, "nothing was spawned"
+
+
+def wait_for(server, predicate) -> dict:
+    """Scrapes until `predicate(samples)` holds: a closed connection is counted once the server
+    has read its end, an event this waits for (bounded), never a fixed time."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not predicate(samples := scrape(server)):
+        assert time.monotonic() < deadline, "the metrics never showed it"
+    return samples
+
+
+def test_http2_connections_goaways_and_resets_are_counted_by_code(server, runtime):
+    import socket
+
+    from native_client import NativeStream
+
+    urls = [exec_url(runtime, ["sleep", "600"]) for _ in range(2)]
+    before = scrape(server)
+    active = value(before, "execstream_http2_connections_active")
+
+    # A client that gives up on a running exec (RST_STREAM CANCEL), then leaves (GOAWAY NO_ERROR).
+    stream = NativeStream(urls[0])
+    while stream.result is None:
+        stream.pump_once()
+    stream.conn.reset_stream(stream.stream_id, error_code=0x8)
+    stream.flush()
+    ended = ("execstream_sessions_ended_total", {"kind": "exec", "transport": "native", "outcome": "client_gone"})
+    wait_for(server, lambda samples: value(samples, ended[0], **ended[1]) == value(before, ended[0], **ended[1]) + 1)
+    stream.conn.close_connection()
+    stream.flush()
+    stream.sock.close()
+    # A client that breaks the protocol after its preface: SETTINGS on a stream (PROTOCOL_ERROR).
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 1]))
+        while sock.recv(65536):
+            pass
+    after = wait_for(server, lambda samples: value(samples, "execstream_http2_connections_active") == active)
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("execstream_http2_connections_total") == 2
+    assert grew("execstream_http2_stream_resets_total", direction="received", code="CANCEL") == 1
+    assert grew("execstream_http2_goaways_total", direction="received", code="NO_ERROR") == 1
+    assert grew("execstream_http2_goaways_total", direction="sent", code="PROTOCOL_ERROR") == 1
+    assert grew("execstream_sessions_ended_total", kind="exec", transport="native", outcome="client_gone") == 1

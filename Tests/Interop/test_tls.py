@@ -330,3 +330,33 @@ def test_a_trust_setting_that_cannot_work_is_one_clear_line(execstream_bin, tmp_
     assert result.returncode == 1
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_tls_handshakes_are_counted_by_plane_and_outcome(tls_server, pki, cri):
+    import socket
+    import ssl
+
+    from test_metrics import scrape, value
+
+    api, stubs = cri
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    before = scrape(tls_server, context)
+    subprocess.run(["curl", "-sS", "--cacert", str(pki.ca), f"https://127.0.0.1:{tls_server.port}/healthz"], check=True, capture_output=True, timeout=60)
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP to a TLS port
+        while sock.recv(65536):
+            pass
+    with control_channel(tls_server, pki, pki.client_cert, pki.client_key) as channel:
+        assert stubs.RuntimeServiceStub(channel).Version(api.VersionRequest(), timeout=10).runtime_name == "execstream"
+    with control_channel(tls_server, pki) as channel:
+        with pytest.raises(grpc.RpcError):
+            stubs.RuntimeServiceStub(channel).Version(api.VersionRequest(), timeout=10)
+    after = scrape(tls_server, context)
+
+    def grew(**labels) -> float:
+        return value(after, "execstream_tls_handshakes_total", **labels) - value(before, "execstream_tls_handshakes_total", **labels)
+
+    assert grew(plane="data", outcome="ok") == 2  # curl, and the second scrape
+    assert grew(plane="data", outcome="failed") == 1
+    assert grew(plane="control", outcome="ok") == 1
+    assert grew(plane="control", outcome="failed") >= 1  # grpcio may try more than once

@@ -30,6 +30,8 @@ struct ListenerBinder: Sendable {
     let tls: ServerTLS?
     let socketGroup: (id: gid_t, name: String)?
     let connections: ConnectionSet
+    /// Counts HTTP/2 connections (their GOAWAYs and resets) and TLS handshakes.
+    let metrics: ServerMetrics
     let logger: Logger
     let makeRouter: @Sendable (ConnectionPeer) -> StreamRouter
 
@@ -117,6 +119,7 @@ struct ListenerBinder: Sendable {
             case .dataTCP:
                 if let tls = self.tls {
                     try sync.addHandler(NIOSSLServerHandler(context: tls.context(control: control)))
+                    try sync.addHandler(TLSHandshakeObserver(metrics: self.metrics, control: control))
                 }
             case .unixSocket, .vsock:
                 break
@@ -134,7 +137,7 @@ struct ListenerBinder: Sendable {
                 switch detected {
                 case .http2:
                     try context.pipeline.syncOperations.addHandler(
-                        HTTP2ServerConnectionHandler(configuration: configuration) { router.route($0) }
+                        HTTP2ServerConnectionHandler(configuration: configuration, observer: self.metrics) { router.route($0) }
                     )
                 case .http1:
                     try HTTP1Upgrades.configure(context.pipeline.syncOperations, channel: context.channel, router: router)

@@ -1,5 +1,6 @@
 import CoreMetrics
 import ExecStreamCore
+import ExecStreamHTTP2
 import ExecStreamRemoteCommand
 import Prometheus
 import Synchronization
@@ -38,6 +39,11 @@ final class ServerMetrics: SessionObserver {
         static let tokensInFlight = "execstream_streaming_tokens_in_flight"
         static let channels = "execstream_iochannels"
         static let buildInfo = "execstream_build_info"
+        static let http2Connections = "execstream_http2_connections_total"
+        static let http2ConnectionsActive = "execstream_http2_connections_active"
+        static let http2GoAways = "execstream_http2_goaways_total"
+        static let http2Resets = "execstream_http2_stream_resets_total"
+        static let tlsHandshakes = "execstream_tls_handshakes_total"
     }
 
     init() {
@@ -144,6 +150,36 @@ final class ServerMetrics: SessionObserver {
     func execSyncEnded(outcome: String, duration: Duration) {
         CoreMetrics.Counter(label: Name.execSyncs, dimensions: [("outcome", outcome)], factory: self.factory).increment()
         CoreMetrics.Timer(label: Name.execSyncDuration, factory: self.factory).recordNanoseconds(duration.nanoseconds)
+    }
+}
+
+// MARK: Connections
+
+extension ServerMetrics: HTTP2ConnectionObserver {
+    func connectionOpened() {
+        CoreMetrics.Counter(label: Name.http2Connections, factory: self.factory).increment()
+        Meter(label: Name.http2ConnectionsActive, factory: self.factory).increment()
+    }
+
+    func connectionClosed() {
+        Meter(label: Name.http2ConnectionsActive, factory: self.factory).decrement()
+    }
+
+    func goAway(code: UInt32, sent: Bool) {
+        let dimensions = [("direction", sent ? "sent" : "received"), ("code", HTTP2ErrorCode.name(of: code))]
+        CoreMetrics.Counter(label: Name.http2GoAways, dimensions: dimensions, factory: self.factory).increment()
+    }
+
+    func streamReset(code: UInt32, sent: Bool) {
+        let dimensions = [("direction", sent ? "sent" : "received"), ("code", HTTP2ErrorCode.name(of: code))]
+        CoreMetrics.Counter(label: Name.http2Resets, dimensions: dimensions, factory: self.factory).increment()
+    }
+
+    /// A TLS handshake on a listener of `plane` (`data`, `control`) completed or failed (an error,
+    /// or the peer gone before it completed).
+    func tlsHandshake(succeeded: Bool, plane: String) {
+        let dimensions = [("plane", plane), ("outcome", succeeded ? "ok" : "failed")]
+        CoreMetrics.Counter(label: Name.tlsHandshakes, dimensions: dimensions, factory: self.factory).increment()
     }
 }
 

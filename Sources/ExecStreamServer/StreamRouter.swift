@@ -114,7 +114,7 @@ struct StreamRouter: Sendable {
 
     /// `/metrics`: the server's metrics, its state gauges read now.
     private var metricsExposition: String {
-        self.streaming.metrics.exposition(tokensInFlight: self.streaming.requests.count, channels: self.streaming.liveChannelCount)
+        self.streaming.metrics.exposition(tokensInFlight: self.streaming.requests.count, channels: self.streaming.registry)
     }
 
     /// `/debug/registry`: live IOChannels, for leak checks (back at the baseline once sessions end).

@@ -218,3 +218,15 @@ public struct IOChannelSnapshot: Hashable, Sendable {
     /// here.
     public var receivedByteCount: Int { self.acknowledgedByteCount + self.inFlightByteCount + self.queuedByteCount }
 }
+
+/// What a registry holds at one moment, summed over its live channels.
+public struct IORegistryStatistics: Hashable, Sendable {
+    /// Live channels.
+    public var channelCount = 0
+    /// Bytes the channels hold: queued for a consumer, or handed to one and not yet acknowledged.
+    public var bufferedByteCount = 0
+    /// Producers told to pause (their channel is above its high watermark).
+    public var pausedProducerCount = 0
+
+    public init() {}
+}

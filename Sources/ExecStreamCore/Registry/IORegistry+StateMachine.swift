@@ -75,6 +75,18 @@ public struct IORegistryStateMachine: Sendable {
         self.channels[id]?.snapshot
     }
 
+    /// What the registry holds now, over every live channel (for metrics, read when scraped).
+    public var statistics: IORegistryStatistics {
+        var statistics = IORegistryStatistics()
+        for channel in self.channels.values {
+            guard let snapshot = channel.snapshot else { continue }
+            statistics.channelCount += 1
+            statistics.bufferedByteCount += snapshot.queuedByteCount + snapshot.inFlightByteCount
+            statistics.pausedProducerCount += snapshot.producerPaused ? 1 : 0
+        }
+        return statistics
+    }
+
     /// True if `id` has a tombstone.
     public func isTombstoned(_ id: IOChannelID) -> Bool {
         self.tombstones[id] != nil

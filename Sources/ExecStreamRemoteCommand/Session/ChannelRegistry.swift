@@ -60,6 +60,8 @@ package final class ChannelRegistry: Sendable {
         var endpoints: [IOChannelID: Endpoints] = [:]
         /// Orders flow signals: a signal computed later under the lock has a larger number.
         var lastFlowSequence: UInt64 = 0
+        var consumerPreemptions = 0
+        var producerPreemptions = 0
     }
 
     private typealias Dispatch = () -> Void
@@ -72,6 +74,14 @@ package final class ChannelRegistry: Sendable {
 
     /// Live channels, for metrics and leak checks in tests.
     package var channelCount: Int { self.state.withLock { $0.machine.channelCount } }
+
+    /// What the registry holds now (for metrics; O(channels), so read when scraped).
+    package var statistics: IORegistryStatistics { self.state.withLock { $0.machine.statistics } }
+
+    /// Consumers and producers a newer one has taken a channel from, since the start.
+    package var preemptions: (consumers: Int, producers: Int) {
+        self.state.withLock { ($0.consumerPreemptions, $0.producerPreemptions) }
+    }
 
     /// A read-only view of a live channel.
     package func snapshot(of id: IOChannelID) -> IOChannelSnapshot? {
@@ -231,7 +241,10 @@ package final class ChannelRegistry: Sendable {
     /// Turns effects into calls on endpoints (made after the lock is released) and forgets
     /// endpoints whose part is over.
     private static func collect(_ effects: IOChannelEffects, for id: IOChannelID, in state: inout State, into dispatches: inout [Dispatch]) {
-        guard !effects.isEmpty, let endpoints = state.endpoints[id] else { return }
+        guard !effects.isEmpty else { return }
+        state.consumerPreemptions += effects.preemptedConsumer == nil ? 0 : 1
+        state.producerPreemptions += effects.preemptedProducer == nil ? 0 : 1
+        guard let endpoints = state.endpoints[id] else { return }
         if let preempted = effects.preemptedConsumer, let consumer = endpoints.consumers[preempted] {
             state.endpoints[id]?.consumers[preempted] = nil
             dispatches.append { consumer.ended(channel: id, generation: preempted, reason: .preempted) }

@@ -104,7 +104,8 @@ struct StreamingEndpoint: Sendable {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
-        switch self.prepare(kind: kind, token: token, transport: "native") {
+        // A resumable attach is counted apart: each of a client's (re)connections is one.
+        switch self.prepare(kind: kind, token: token, transport: resumable ? "native-resumable" : "native") {
         case .success(let prepared):
             NativeHTTP2SessionAdapter.serve(
                 stream,

@@ -38,6 +38,9 @@ final class ServerMetrics: SessionObserver {
         static let execSyncDuration = "execstream_execsync_duration_seconds"
         static let tokensInFlight = "execstream_streaming_tokens_in_flight"
         static let channels = "execstream_iochannels"
+        static let bufferedBytes = "execstream_iochannel_buffered_bytes"
+        static let pausedProducers = "execstream_iochannel_paused_producers"
+        static let preemptions = "execstream_iochannel_preemptions_total"
         static let buildInfo = "execstream_build_info"
         static let http2Connections = "execstream_http2_connections_total"
         static let http2ConnectionsActive = "execstream_http2_connections_active"
@@ -73,12 +76,26 @@ final class ServerMetrics: SessionObserver {
         CoreMetrics.Gauge(label: Name.buildInfo, dimensions: [("version", ExecStreamVersion.runtimeVersion)], factory: factory).record(1)
     }
 
-    /// The Prometheus text exposition, with the state gauges read now.
-    func exposition(tokensInFlight: Int, channels: Int) -> String {
+    /// The Prometheus text exposition, with the state gauges (and the registry's own counts) read
+    /// now.
+    func exposition(tokensInFlight: Int, channels registry: ChannelRegistry) -> String {
         self.tokensInFlight.record(tokensInFlight)
-        self.channels.record(channels)
+        let statistics = registry.statistics
+        self.channels.record(statistics.channelCount)
+        CoreMetrics.Gauge(label: Name.bufferedBytes, factory: self.factory).record(statistics.bufferedByteCount)
+        CoreMetrics.Gauge(label: Name.pausedProducers, factory: self.factory).record(statistics.pausedProducerCount)
+        // The registry counts preemptions under its own lock; the counters catch up here.
+        let now = registry.preemptions
+        let (consumers, producers) = self.reportedPreemptions.withLock { reported in
+            defer { reported = now }
+            return (now.consumers - reported.consumers, now.producers - reported.producers)
+        }
+        CoreMetrics.Counter(label: Name.preemptions, dimensions: [("side", "consumer")], factory: self.factory).increment(by: consumers)
+        CoreMetrics.Counter(label: Name.preemptions, dimensions: [("side", "producer")], factory: self.factory).increment(by: producers)
         return self.registry.emitToString()
     }
+
+    private let reportedPreemptions = Mutex((consumers: 0, producers: 0))
 
     // MARK: SessionObserver
 

@@ -171,3 +171,27 @@ struct IORegistryRegressionTests {
         #expect(end.delivery == .endOfStream(writer))
     }
 }
+
+@Suite("IOChannel registry: statistics")
+struct IORegistryStatisticsTests {
+    @Test("buffered bytes are queued and in flight, over every channel; paused producers are above the high watermark")
+    func statistics() {
+        var h = RegistryHarness(options: IOChannelOptions(highWatermark: 8, lowWatermark: 2))
+        let (out, err) = (IOChannelID(owner: "s", stream: .stdout), IOChannelID(owner: "s", stream: .stderr))
+        h.register(out)
+        h.register(err)
+        var expected = IORegistryStatistics()
+        expected.channelCount = 2
+        #expect(h.registry.statistics == expected)
+        let (outProducer, _) = h.attachProducer(out)
+        let (errProducer, _) = h.attachProducer(err)
+        _ = h.produce(out, "0123456789", by: outProducer)  // over the high watermark: paused
+        _ = h.produce(err, "abc", by: errProducer)
+        let (consumer, _) = h.attachConsumer(err)  // "abc" goes in flight: still buffered
+        (expected.bufferedByteCount, expected.pausedProducerCount) = (13, 1)
+        #expect(h.registry.statistics == expected)
+        _ = h.accepted(h.registry.delivered(err, byteCount: 3, by: consumer, now: h.now))
+        expected.bufferedByteCount = 10
+        #expect(h.registry.statistics == expected)
+    }
+}

@@ -26,6 +26,7 @@ public final class ExecStreamServer: Service, Sendable {
     private let configuration: ServerConfiguration
     private let logger: Logger
     private let onListening: @Sendable ([BoundListener]) -> Void
+    private let onMetricsListening: @Sendable ([String]) -> Void
     private let registry = ChannelRegistry()
     /// The TLS contexts while the server runs with TLS, for `reloadCertificates`.
     private let tls = Mutex<ServerTLS?>(nil)
@@ -35,12 +36,19 @@ public final class ExecStreamServer: Service, Sendable {
     /// IOChannels alive now (exec and container stdio); back to its baseline when sessions end.
     public var liveChannelCount: Int { self.registry.channelCount }
 
-    /// - Parameter onListening: called once every listener is bound and accepting, and every
-    ///   container's main process has started, with the listeners (a TCP port 0 replaced by the
-    ///   real port).
-    public init(configuration: ServerConfiguration, logger: Logger, onListening: @escaping @Sendable ([BoundListener]) -> Void = { _ in }) {
+    /// - Parameters:
+    ///   - onListening: called once every listener is bound and accepting, and every container's
+    ///     main process has started, with the listeners (a TCP port 0 replaced by the real port).
+    ///   - onMetricsListening: called just before, with the URL of each `--metrics-listen` listener.
+    public init(
+        configuration: ServerConfiguration,
+        logger: Logger,
+        onMetricsListening: @escaping @Sendable ([String]) -> Void = { _ in },
+        onListening: @escaping @Sendable ([BoundListener]) -> Void = { _ in }
+    ) {
         self.configuration = configuration
         self.logger = logger
+        self.onMetricsListening = onMetricsListening
         self.onListening = onListening
     }
 
@@ -84,6 +92,11 @@ public final class ExecStreamServer: Service, Sendable {
                     code: .invalidConfiguration,
                     message: "--control-listen \(address) needs TLS with client certificates (--tls-cert, --tls-key, --control-client-ca)"
                 )
+            }
+        }
+        for address in self.configuration.metricsListenAddresses {
+            guard case .tcp = address else {
+                throw ServerError(code: .invalidConfiguration, message: "--metrics-listen takes TCP addresses, not \(address)")
             }
         }
         let tls = try self.configuration.tls.map { files throws(ServerError) in
@@ -171,6 +184,8 @@ public final class ExecStreamServer: Service, Sendable {
         // port in use fails the start before any main process runs, and no call ever sees a
         // container that has not started yet.
         var listeners: [(channel: any Channel, listener: BoundListener)] = []
+        var metricsListeners: [(channel: any Channel, url: String)] = []
+        let metricsConnections = ConnectionSet()
         do {
             for address in self.configuration.listenAddresses {
                 listeners.append(try await binder.bind(address, control: false))
@@ -184,6 +199,14 @@ public final class ExecStreamServer: Service, Sendable {
                 }
                 listeners.append(try await binder.bind(address, control: true))
             }
+            for address in self.configuration.metricsListenAddresses {
+                let registry = self.registry
+                metricsListeners.append(
+                    try await MetricsListener.bind(address, group: group, connections: metricsConnections) {
+                        metrics.exposition(tokensInFlight: requests.count, channels: registry)
+                    }
+                )
+            }
             try await supervisor.startAll(on: group.any())
             for listener in listeners {
                 try await ListenerBinder.startAccepting(listener.channel)
@@ -192,6 +215,9 @@ public final class ExecStreamServer: Service, Sendable {
             for listener in listeners {
                 try? await listener.channel.close()
                 Self.removeSocketFile(of: listener.listener)
+            }
+            for listener in metricsListeners {
+                try? await listener.channel.close()
             }
             await supervisor.stopAll()
             switch error {
@@ -208,6 +234,10 @@ public final class ExecStreamServer: Service, Sendable {
         for listener in listeners {
             self.logger.info("listening", metadata: ["address": "\(listener.listener)"])
         }
+        for listener in metricsListeners {
+            self.logger.info("listening", metadata: ["address": "\(listener.url) (metrics)"])
+        }
+        self.onMetricsListening(metricsListeners.map(\.url))
         self.onListening(listeners.map(\.listener))
         SystemdNotifier.ready(status: "serving on " + listeners.map { "\($0.listener)" }.joined(separator: ", "))
 
@@ -269,6 +299,11 @@ public final class ExecStreamServer: Service, Sendable {
             Self.removeSocketFile(of: listener.listener)
         }
         await connections.waitUntilAllClosed()
+        // Metrics are served through the drain; scrapers are let go last.
+        for listener in metricsListeners {
+            try? await listener.channel.close()
+        }
+        metricsConnections.closeAll()
         // Main processes live as long as the server: nothing is left behind.
         await supervisor.stopAll()
         if let failure {

@@ -10,6 +10,9 @@ public struct ServerConfiguration: Sendable {
     /// TCP addresses that serve the control plane: TLS with client certificates verified against
     /// `tls.controlClientCAFile` (required with them).
     public var controlListenAddresses: [ListenAddress]
+    /// TCP addresses that serve `/metrics` and `/healthz` alone, in plain HTTP/1.1 (see
+    /// `MetricsListener`); the data plane serves `/metrics` too.
+    public var metricsListenAddresses: [ListenAddress] = []
     /// The group of the unix socket: set, the socket is 0660 and this group's members may call
     /// it; nil, it is 0600 (its owner only).
     public var unixSocketGroup: UnixSocketGroup?

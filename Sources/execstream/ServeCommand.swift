@@ -40,6 +40,12 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var controlListen: [String] = []
 
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: "HOST:PORT serving /metrics and /healthz alone, in plain HTTP (repeatable; the data plane serves /metrics too)."
+    )
+    var metricsListen: [String] = []
+
     @Option(name: .customLong("cri-socket"), help: "The unix socket serving both planes (default \(ServerConfiguration.defaultUnixSocketPath)).")
     var criSocket: String?
 
@@ -142,7 +148,11 @@ struct ServeCommand: AsyncParsableCommand {
             print("configuration ok")
             return
         }
-        let server = ExecStreamServer(configuration: configuration, logger: logger) { bound in
+        let server = ExecStreamServer(configuration: configuration, logger: logger, onMetricsListening: { urls in
+            for url in urls {
+                print("listening on \(url) (metrics)")
+            }
+        }) { bound in
             // One line per listener on stdout: scripts and tests wait for these.
             for listener in bound {
                 print("listening on \(listener)")
@@ -229,6 +239,16 @@ struct ServeCommand: AsyncParsableCommand {
                     configuration.controlListenAddresses.append(try ListenAddress(parsing: text))
                 } catch {
                     throw ServerError(code: .invalidConfiguration, message: "--control-listen: \(error.message)")
+                }
+            }
+        }
+        if !self.metricsListen.isEmpty {
+            configuration.metricsListenAddresses = []
+            for text in self.metricsListen {
+                do {
+                    configuration.metricsListenAddresses.append(try ListenAddress(parsing: text))
+                } catch {
+                    throw ServerError(code: .invalidConfiguration, message: "--metrics-listen: \(error.message)")
                 }
             }
         }

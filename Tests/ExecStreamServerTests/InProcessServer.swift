@@ -40,7 +40,7 @@ struct InProcessServer {
         let (addresses, continuation) = AsyncStream<[BoundListener]>.makeStream()
         var logger = Logger(label: "execstream-test")
         logger.logLevel = .warning
-        let server = ExecStreamServer(configuration: configuration, logger: logger) { continuation.yield($0) }
+        let server = ExecStreamServer(configuration: configuration, logger: logger, onListening: { continuation.yield($0) })
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             defer { group.cancelAll() }

@@ -163,3 +163,49 @@ def test_http2_connections_goaways_and_resets_are_counted_by_code(server, runtim
     assert grew("execstream_http2_goaways_total", direction="received", code="NO_ERROR") == 1
     assert grew("execstream_http2_goaways_total", direction="sent", code="PROTOCOL_ERROR") == 1
     assert grew("execstream_sessions_ended_total", kind="exec", transport="native", outcome="client_gone") == 1
+
+
+def test_metrics_listen_serves_metrics_and_health_and_nothing_else(execstream_bin, tmp_path):
+    import socket
+    import urllib.error
+
+    from conftest import start_server, stop_server
+
+    server = start_server(execstream_bin, str(tmp_path / "s.sock"), "--metrics-listen", "127.0.0.1:0")
+    try:
+        [port] = [port for scheme, host, port, planes in server.listeners if planes == "metrics"]
+        assert f"listening on http://127.0.0.1:{port} (metrics)\n" in server.output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            families = {family.name for family in text_string_to_metric_families(response.read().decode())}
+        assert {"execstream_build_info", "execstream_streaming_tokens_in_flight", "execstream_iochannels"} <= families
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.read() == b"ok\n"
+        for method, path, status in [("GET", "/exec/some-token", 404), ("GET", "/runtime.v1.RuntimeService/Version", 404), ("POST", "/metrics", 405)]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=b"" if method == "POST" else None)
+            try:
+                urllib.request.urlopen(request, timeout=10)
+                raise AssertionError(f"{method} {path} was served")
+            except urllib.error.HTTPError as refused:
+                assert refused.code == status
+        # HTTP/2 (gRPC's transport) is not spoken here: the connection ends.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert scrape(server)  # the data plane serves /metrics too
+    finally:
+        assert stop_server(server) == 0
+
+
+def test_metrics_listen_takes_tcp_addresses_only(execstream_bin, tmp_path):
+    import subprocess
+
+    result = subprocess.run(
+        [execstream_bin, "serve", "--cri-socket", str(tmp_path / "s.sock"), "--metrics-listen", f"unix://{tmp_path}/m.sock", "--check-config"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"execstream: --metrics-listen takes TCP addresses, not unix://{tmp_path}/m.sock\n"

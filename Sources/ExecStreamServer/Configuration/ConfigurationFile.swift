@@ -10,6 +10,7 @@ import Yams
 /// ```yaml
 /// listen: ["127.0.0.1:10350", "[::1]:10350"]      # data plane: streaming URLs and health
 /// controlListen: ["10.0.0.5:10351"]             # control plane over mutual TLS
+/// metricsListen: ["127.0.0.1:9090"]              # /metrics and /healthz alone
 /// criSocket: /run/execstream/execstream.sock   # both planes; "" for none
 /// socketGroup: execstream                      # the socket is 0660 for this group (else 0600)
 /// tls: {certFile: /etc/execstream/tls.crt, keyFile: /etc/execstream/tls.key,
@@ -40,6 +41,8 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     public var listen: [String]?
     /// TCP addresses of the control plane (mutual TLS).
     public var controlListen: [String]?
+    /// Addresses for `/metrics` and `/healthz` alone.
+    public var metricsListen: [String]?
     /// The unix socket; "" for none.
     public var criSocket: String?
     /// The unix socket's group (a name or an id): mode 0660 instead of 0600.
@@ -181,6 +184,16 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
                 }
             }
         }
+        if let metricsListen = self.metricsListen {
+            configuration.metricsListenAddresses = []
+            for text in metricsListen {
+                do {
+                    configuration.metricsListenAddresses.append(try ListenAddress(parsing: text))
+                } catch {
+                    throw ServerError(code: .invalidConfiguration, message: "metricsListen: \(error.message)")
+                }
+            }
+        }
         if let advertiseAddress = self.advertiseAddress {
             configuration.advertiseHost = advertiseAddress
         }
@@ -258,7 +271,7 @@ public struct ConfigurationFile: Decodable, Hashable, Sendable {
     /// The keys each mapping may have, by path ("containers[]" for every list entry).
     private static let schema: [String: Set<String>] = [
         "": [
-            "listen", "controlListen", "criSocket", "socketGroup", "tls", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc",
+            "listen", "controlListen", "metricsListen", "criSocket", "socketGroup", "tls", "advertiseAddress", "execSyncMaxOutputBytes", "sessions", "http2", "grpc",
             "containers", "logLevel", "logFormat",
         ],
         "tls": ["certFile", "keyFile", "clientCAFile", "controlClientCAFile"],

@@ -185,6 +185,7 @@ let package = Package(
         .target(
             name: "ExecStreamFuzzTargets",
             dependencies: [
+                "ExecStreamClient",
                 "ExecStreamCore",
                 "ExecStreamHTTP1",
                 "ExecStreamRemoteCommand",

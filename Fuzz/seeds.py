@@ -75,6 +75,20 @@ def websocket_seeds():
     write("websocket-frames", "stdin-then-close", masked(2, b"\x00echo hi\n") + masked(2, b"\xff\x00") + masked(8, struct.pack(">H", 1000)))
     write("websocket-frames", "fragmented-text", masked(1, b"0aGk=", fin=False) + masked(9, b"p") + masked(0, b"Cg=="))
     write("websocket-frames", "extended-length", masked(2, b"\x00" + b"x" * 300))
+    # What a server sends a port-forward client: each channel's port, data, an error, the close.
+    port = struct.pack("<H", 8080)
+    write("websocket-server-frames", "port-forward", unmasked(2, b"\x00" + port) + unmasked(2, b"\x01" + port)
+          + unmasked(2, b"\x00HTTP/1.0 200 OK\r\n\r\nhello") + unmasked(8, struct.pack(">H", 1000)))
+    write("websocket-server-frames", "error-and-long", unmasked(2, b"\x01error forwarding port 80") + unmasked(2, b"\x00" + b"y" * 70000))
+
+
+def unmasked(opcode, payload, fin=True):
+    first = (0x80 if fin else 0) | opcode
+    if len(payload) < 126:
+        return bytes([first, len(payload)]) + payload
+    if len(payload) < 65536:
+        return bytes([first, 126]) + struct.pack(">H", len(payload)) + payload
+    return bytes([first, 127]) + struct.pack(">Q", len(payload)) + payload
 
 
 def native_seeds():

@@ -12,6 +12,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case spdyHeaderBlock = "spdy-header-block"
     /// RFC 6455 client frames (the RFC 8441 carrier's decoder and the rules both carriers apply).
     case webSocketFrames = "websocket-frames"
+    /// RFC 6455 server frames as the CLI's port-forward reads them.
+    case webSocketServerFrames = "websocket-server-frames"
     /// ExecStream's native HTTP/2 streaming frames.
     case nativeFrames = "native-frames"
     /// `channel.k8s.io` … `v5.channel.k8s.io` messages, binary and base64.
@@ -32,6 +34,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .spdyFrames: SPDYFuzzing.frames(bytes)
         case .spdyHeaderBlock: SPDYFuzzing.headerBlock(bytes)
         case .webSocketFrames: WebSocketFuzzing.frames(bytes)
+        case .webSocketServerFrames: WebSocketClientFuzzing.frames(bytes)
         case .nativeFrames: NativeFrameFuzzing.frames(bytes)
         case .channelMessages: ChannelMessageFuzzing.messages(bytes)
         case .resizeJSON: ResizeFuzzing.objects(bytes)

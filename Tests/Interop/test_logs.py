@@ -92,8 +92,8 @@ def test_json_logs_carry_an_audit_line_per_call_and_per_session_and_no_secret(ex
     assert not_started["command"] == "/no/such/command" and not_started["exitCode"] == 127
     [forward] = [session for session in sessions if session["kind"] == "portforward"]
     assert forward["transport"] == "websocket" and forward["container"] == "demo" and forward["outcome"] == "closed"
-    assert forward["auditID"] == AUDIT_ID and forward["stdinBytes"] == len(FORWARDED) and forward["stdoutBytes"] > 0
-    assert "command" not in forward and "exitCode" not in forward
+    assert forward["auditID"] == AUDIT_ID and forward["bytesToService"] == len(FORWARDED) and forward["bytesFromService"] > 0
+    assert not {"command", "exitCode", "stdinBytes", "stdoutBytes", "stderrBytes"} & forward.keys()
 
     sessions = [session for session in sessions if session is not not_started and session is not forward]
     assert len(sessions) == 2

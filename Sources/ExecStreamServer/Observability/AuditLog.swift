@@ -49,11 +49,17 @@ struct AuditLog: SessionObserver {
             "peer": "\(session.peer)",
             "container": "\(session.containerID)",
             "outcome": "\(end.outcomeLabel)",
-            "stdinBytes": .stringConvertible(end.bytes[.stdin] ?? 0),
-            "stdoutBytes": .stringConvertible(end.bytes[.stdout] ?? 0),
-            "stderrBytes": .stringConvertible(end.bytes[.stderr] ?? 0),
             "durationMs": .stringConvertible(Int(end.duration / .milliseconds(1))),
         ]
+        switch session.kind {
+        case .portForward:
+            metadata["bytesToService"] = .stringConvertible(end.bytes[.stdin] ?? 0)
+            metadata["bytesFromService"] = .stringConvertible(end.bytes[.stdout] ?? 0)
+        case .exec, .attach, .containerdStream:
+            metadata["stdinBytes"] = .stringConvertible(end.bytes[.stdin] ?? 0)
+            metadata["stdoutBytes"] = .stringConvertible(end.bytes[.stdout] ?? 0)
+            metadata["stderrBytes"] = .stringConvertible(end.bytes[.stderr] ?? 0)
+        }
         if let command = session.command {
             metadata["command"] = "\(Self.displayed(command))"
         }

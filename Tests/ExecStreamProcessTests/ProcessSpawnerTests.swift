@@ -221,3 +221,68 @@ struct TerminalProcessTests {
         #expect(await ProcessReaper.shared.waitForExit(pidfd: process.pidfd) == .exited(0))
     }
 }
+
+/// The console fence (`ConsoleCommandFence`) against real shells on a real terminal: the echo of
+/// the typed lines, the prompts and the continuation prompt never match a fence, and each
+/// command's output and status come back exactly.
+@Suite("Fenced commands on a shell's terminal")
+struct FencedConsoleTests {
+    /// Reads the terminal into `transcript` until `done` says so; fails after 20 s of silence.
+    private func read(_ terminal: Int32, into transcript: inout ConsoleTranscript, until done: (inout ConsoleTranscript) -> Bool) throws {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !done(&transcript) {
+            var descriptor = pollfd(fd: terminal, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 20_000) == 1 else {
+                Issue.record("no output for 20 s; seen: \(transcript.tail())")
+                throw CancellationError()
+            }
+            let count = Glibc.read(terminal, &buffer, buffer.count)
+            guard count > 0 else { throw CancellationError() }
+            transcript.append(buffer[..<count])
+        }
+    }
+
+    @Test("output and exit status of each command, exactly", arguments: [["sh", "-i"], ["bash", "--norc", "--noprofile", "-i"]])
+    func commands(shell: [String]) async throws {
+        let process = try ProcessSpawner.spawn(
+            ProcessConfiguration(arguments: shell, environment: ["PATH=/usr/bin:/bin", "PS1=prompt$ ", "TERM=dumb"], stdio: .terminal(initialSize: TerminalSize(width: 80, height: 24)))
+        )
+        let terminal = try #require(process.terminal)
+        var transcript = ConsoleTranscript()
+        let cases: [(command: String, output: String, status: Int)] = [
+            ("echo hello; echo world", "hello\r\nworld\r\n", 0),
+            ("printf 'no final newline'", "no final newline", 0),
+            ("printf 'ESB_%s\\nESE_%s:0\\n' fake fake", "ESB_fake\r\nESE_fake:0\r\n", 0),
+            ("false", "", 1),
+            ("sh -c 'exit 7'", "", 7),
+            ("echo a # a comment ends at the line's end", "a\r\n", 0),
+            ("echo x;", "x\r\n", 0),
+        ]
+        for (command, output, status) in cases {
+            let fence = ConsoleCommandFence.random()
+            write(fence.input(for: command), to: terminal)
+            var result: ConsoleCommandFence.Result?
+            try self.read(terminal, into: &transcript) { transcript in
+                result = fence.take(from: &transcript)
+                return result != nil
+            }
+            #expect(result == .init(output: Array(output.utf8), exitStatus: status), "\(shell[0]): \(command)")
+        }
+        // A command that reads a line of stdin reads the next line typed, not the end fence.
+        let fence = ConsoleCommandFence.random()
+        write(fence.input(for: "read line; echo \"got $line\""), to: terminal)
+        try self.read(terminal, into: &transcript) { transcript in
+            (try? transcript.contains(fence.startPattern)) == true
+        }
+        write("typed\n", to: terminal)
+        var result: ConsoleCommandFence.Result?
+        try self.read(terminal, into: &transcript) { transcript in
+            result = fence.take(from: &transcript)
+            return result != nil
+        }
+        #expect(result == .init(output: Array("typed\r\ngot typed\r\n".utf8), exitStatus: 0), "\(shell[0])")
+        write("exit\n", to: terminal)
+        _ = readToEnd(terminal)
+        _ = await ProcessReaper.shared.waitForExit(pidfd: process.pidfd)
+    }
+}

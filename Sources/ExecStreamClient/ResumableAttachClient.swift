@@ -41,6 +41,8 @@ public final class ResumableAttachClient: Sendable {
         var stream: NativeStreamClient?
         /// `sendStdin` callers waiting for the replay buffer to have room.
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+        /// `stdinTaken` callers waiting for the replay buffer to empty.
+        var takenWaiters: [CheckedContinuation<Void, Never>] = []
         /// Wakes the current connection's stdin sender.
         var wakeSender: AsyncStream<Void>.Continuation?
         /// Connections that broke and were replaced.
@@ -97,6 +99,19 @@ public final class ResumableAttachClient: Sendable {
             }
         }
         self.wakeSender()
+    }
+
+    /// Returns once the server has said that the container took every stdin byte queued so far
+    /// (its stdin window), or the attach has ended: what a console needs before it types more.
+    public func stdinTaken() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = self.state.withLock { state -> Bool in
+                guard !state.finished, state.replay.pendingByteCount > 0, !state.replay.isClosedByServer else { return true }
+                state.takenWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
     }
 
     /// Ends stdin after every byte queued before.
@@ -265,9 +280,14 @@ public final class ResumableAttachClient: Sendable {
     private func stdinChanged(_ change: (inout StdinReplayBuffer) -> Void) {
         let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
             change(&state.replay)
-            guard state.replay.pendingByteCount < Self.maxBufferedStdinBytes else { return [] }
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            if state.replay.pendingByteCount == 0 || state.replay.isClosedByServer {
+                waiters += state.takenWaiters
+                state.takenWaiters = []
+            }
+            guard state.replay.pendingByteCount < Self.maxBufferedStdinBytes else { return waiters }
             defer { state.spaceWaiters = [] }
-            return state.spaceWaiters
+            return waiters + state.spaceWaiters
         }
         waiters.forEach { $0.resume() }
         self.wakeSender()
@@ -281,8 +301,11 @@ public final class ResumableAttachClient: Sendable {
     private func finish() {
         let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.finished = true
-            defer { state.spaceWaiters = [] }
-            return state.spaceWaiters
+            defer {
+                state.spaceWaiters = []
+                state.takenWaiters = []
+            }
+            return state.spaceWaiters + state.takenWaiters
         }
         waiters.forEach { $0.resume() }
     }

@@ -9,7 +9,7 @@ struct ExecStreamCommand: AsyncParsableCommand {
         commandName: "execstream",
         abstract: "Run commands in containers and stream their IO over HTTP/2, WebSocket and SPDY.",
         version: ExecStreamVersion.runtimeVersion,
-        subcommands: [ServeCommand.self, ExecCommand.self, AttachCommand.self, ExecSyncCommand.self, PortForwardCommand.self, VersionCommand.self]
+        subcommands: [ServeCommand.self, ExecCommand.self, AttachCommand.self, ExecSyncCommand.self, PortForwardCommand.self, ConsoleCommand.self, VersionCommand.self]
     )
 }
 

@@ -1,0 +1,147 @@
+import ArgumentParser
+import ExecStreamClient
+import ExecStreamCore
+import ExecStreamProtos
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `execstream console`: drives a container's console from a script, one JSON step per line.
+struct ConsoleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console",
+        abstract: "Drive a container's console (its main process on a terminal) with send, expect and run steps.",
+        discussion: """
+            Reads one JSON object per line on stdin (or from --script FILE) and writes one per step \
+            on stdout: {"send":"text"} types text and answers once the terminal has taken it; \
+            {"expect":"text","regex":false,"timeout":30} waits for the text and takes the output up \
+            to it ({"ok":true,"before":…,"match":…}); {"run":"command","timeout":30} runs one line \
+            of shell between two fences and answers {"ok":true,"output":…,"exitCode":N}. A failed \
+            step answers {"ok":false,"error":{"code":"timeout","message":…,"tail":…}} and the next \
+            step goes on (with --script, the first failure ends the run, exit code 1). A dropped \
+            connection is taken up again with nothing lost or repeated.
+            """
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Option(name: .customLong("script"), help: "Read the steps from this file instead of stdin; stop at the first failure.")
+    var script: String?
+
+    @Option(name: .customLong("reconnect-timeout"), help: "Seconds to keep reconnecting after the connection drops.")
+    var reconnectTimeout: Double = 30
+
+    @Argument(help: "The container whose main process runs on a terminal.")
+    var container: String
+
+    func validate() throws {
+        guard self.reconnectTimeout >= 0, self.reconnectTimeout.isFinite else {
+            throw ValidationError("--reconnect-timeout must be 0 or more seconds")
+        }
+    }
+
+    func run() async throws {
+        let lines: [String]?
+        if let script = self.script {
+            guard let text = try? String(contentsOfFile: script, encoding: .utf8) else {
+                StandardIO.write(Array("execstream: cannot read the script \(script)\n".utf8), to: STDERR_FILENO)
+                throw ExitCode.failure
+            }
+            lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        } else {
+            lines = nil
+        }
+        let server = self.server
+        let request = Runtime_V1_AttachRequest.with {
+            $0.containerID = self.container
+            $0.tty = true
+            $0.stdin = true
+            $0.stdout = true
+        }
+        // Connect once first: a server that cannot be reached is one clear error at once.
+        let code = await ClientFailure.reporting {
+            _ = try await server.connect()
+            return 0
+        }
+        guard code == 0 else { throw ExitCode(code) }
+        let attach = ResumableAttachClient(
+            request: request,
+            policy: .init(giveUpAfter: .milliseconds(Int64(self.reconnectTimeout * 1000))),
+            connect: { () async throws(ClientError) -> CRIClient in try await server.connect() }
+        )
+        let console = ConsoleSession(attach: attach)
+        console.start()
+        defer { console.close() }
+        var failed = false
+        for await line in Self.steps(lines) {
+            guard !line.allSatisfy(\.isWhitespace) else { continue }
+            let answer = await Self.perform(line, on: console)
+            StandardIO.write(Array((Self.json(answer) + "\n").utf8), to: STDOUT_FILENO)
+            if answer["ok"] as? Bool != true {
+                failed = true
+                if lines != nil { break }
+            }
+        }
+        if failed && lines != nil { throw ExitCode.failure }
+    }
+
+    /// The steps: the script's lines, or stdin's as they come.
+    private static func steps(_ lines: [String]?) -> AsyncStream<String> {
+        AsyncStream { continuation in
+            if let lines {
+                lines.forEach { continuation.yield($0) }
+                continuation.finish()
+                return
+            }
+            Thread.detachNewThread {
+                while let line = readLine(strippingNewline: true) {
+                    continuation.yield(line)
+                }
+                continuation.finish()
+            }
+        }
+    }
+
+    /// One step, as its answer.
+    static func perform(_ line: String, on console: ConsoleSession) async -> [String: Any] {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            return Self.failure("invalid_step", "a step is one JSON object per line, not \(line.prefix(80))")
+        }
+        let timeout = Duration.milliseconds(Int64(((object["timeout"] as? Double) ?? 30) * 1000))
+        do {
+            if let text = object["send"] as? String {
+                try await console.send(Array(text.utf8))
+                return ["ok": true]
+            }
+            if let text = object["expect"] as? String {
+                let pattern: ConsoleTranscript.Pattern = object["regex"] as? Bool == true ? .regularExpression(text) : .literal(text)
+                let match = try await console.expect(pattern, timeout: timeout)
+                return ["ok": true, "before": Self.text(match.before), "match": Self.text(match.matched)]
+            }
+            if let command = object["run"] as? String {
+                let result = try await console.run(command, timeout: timeout)
+                return ["ok": true, "output": Self.text(result.output), "exitCode": result.exitStatus]
+            }
+        } catch {
+            return Self.failure(error.code.rawValue, error.message, tail: error.tail)
+        }
+        return Self.failure("invalid_step", "a step has \"send\", \"expect\" or \"run\"")
+    }
+
+    private static func failure(_ code: String, _ message: String, tail: String? = nil) -> [String: Any] {
+        var error: [String: Any] = ["code": code, "message": message]
+        if let tail { error["tail"] = tail }
+        return ["ok": false, "error": error]
+    }
+
+    private static func text(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func json(_ object: [String: Any]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,115 @@
+"""`execstream console` as a co-process driver: a Python script writes one JSON step per line to
+its stdin and reads one JSON answer per step from its stdout, as any test language can. The
+console is a container's main process, an interactive shell on a terminal."""
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from conftest import start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def console_server(execstream_bin, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("console")
+    config = directory / "execstream.yaml"
+    config.write_text(
+        "containers:\n"
+        + "".join(
+            f"  - {{id: {name}, env: ['PATH=/usr/bin:/bin', 'PS1=$ '], main: {{command: [{shell}, -i], tty: true, stdin: true}}}}\n"
+            for name, shell in [("dash", "sh"), ("bash", "bash"), ("typing", "sh")]
+        )
+    )
+    running = start_server(execstream_bin, str(directory / "s.sock"), "--config", str(config))
+    yield running
+    assert stop_server(running) == 0
+
+
+class Driver:
+    """The co-process: one step in, one answer out."""
+
+    def __init__(self, execstream_bin, server, container):
+        self.process = subprocess.Popen(
+            [execstream_bin, "console", "--server", f"unix://{server.unix_socket}", container],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        )
+
+    def step(self, **step) -> dict:
+        self.process.stdin.write(json.dumps(step) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, self.process.stderr.read()
+        return json.loads(line)
+
+    def close(self) -> int:
+        self.process.stdin.close()
+        return self.process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("container", ["dash", "bash"])
+def test_run_returns_each_commands_output_and_status_exactly(execstream_bin, console_server, container):
+    driver = Driver(execstream_bin, console_server, container)
+    cases = [
+        ("echo hello; echo world", "hello\r\nworld\r\n", 0),
+        ("printf 'no final newline'", "no final newline", 0),
+        ("printf 'ESB_%s\\nESE_%s:0\\n' fake fake", "ESB_fake\r\nESE_fake:0\r\n", 0),
+        ("printf '$ \\n$ '", "$ \r\n$ ", 0),
+        ("sh -c 'exit 42'", "", 42),
+        ("seq 1 20000 | tail -n 1", "20000\r\n", 0),
+    ]
+    for command, output, status in cases:
+        assert driver.step(run=command, timeout=30) == {"ok": True, "output": output, "exitCode": status}, command
+    assert driver.close() == 0
+
+
+def test_expect_takes_up_to_the_match_and_keeps_the_rest(execstream_bin, console_server):
+    driver = Driver(execstream_bin, console_server, "dash")
+    assert driver.step(run="true")["ok"]
+    # A command that reads a line of stdin: type it, then the line it reads.
+    assert driver.step(send="read line; echo \"got [$line]\"\n") == {"ok": True}
+    assert driver.step(send="typed\n") == {"ok": True}
+    answer = driver.step(expect=r"got \[(\w+)\]", regex=True, timeout=30)
+    assert answer["ok"] and answer["match"] == "got [typed]"
+    # Nothing is matched twice: the same text again is not there.
+    failed = driver.step(expect="got [typed]", timeout=0.5)
+    assert failed["ok"] is False and failed["error"]["code"] == "timeout"
+    assert "did not come within" in failed["error"]["message"] and failed["error"]["tail"].endswith("$ ")
+    assert driver.step(expect="(unclosed", regex=True)["error"]["code"] == "invalid_pattern"
+    assert driver.step(bogus=1)["error"]["code"] == "invalid_step"
+    assert driver.close() == 0
+
+
+def test_64_kib_typed_into_a_terminal_arrive_whole(execstream_bin, console_server, tmp_path):
+    """Typing waits for the terminal to take each chunk, so a canonical line's 4 KiB is never
+    overrun: 1,024 lines of 64 bytes, to the byte."""
+    data = "".join(f"{index:05d} " + "x" * 57 + "\n" for index in range(1024))
+    assert len(data) == 65536
+    target = tmp_path / "typed"
+    driver = Driver(execstream_bin, console_server, "typing")
+    assert driver.step(run="stty -echo")["ok"]
+    assert driver.step(send=f"head -c 65536 > {target}; echo stored-$((20+22))\n") == {"ok": True}
+    assert driver.step(send=data) == {"ok": True}
+    assert driver.step(expect="stored-42", timeout=60)["ok"]
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(data.encode()).hexdigest()
+    assert driver.close() == 0
+
+
+def test_a_script_file_stops_at_the_first_failure(execstream_bin, console_server, tmp_path):
+    script = tmp_path / "steps.jsonl"
+    script.write_text('{"run": "echo one"}\n{"expect": "never", "timeout": 0.2}\n{"run": "echo three"}\n')
+    result = subprocess.run(
+        [execstream_bin, "console", "--server", f"unix://{console_server.unix_socket}", "--script", str(script), "bash"],
+        capture_output=True, text=True, timeout=60,
+    )
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert answers[0] == {"ok": True, "output": "one\r\n", "exitCode": 0}
+    assert answers[1]["ok"] is False and len(answers) == 2
+
+
+def test_leaving_a_console_leaves_its_shell_running(execstream_bin, console_server):
+    for _ in range(3):
+        driver = Driver(execstream_bin, console_server, "bash")
+        assert driver.step(run="echo still here") == {"ok": True, "output": "still here\r\n", "exitCode": 0}
+        assert driver.close() == 0

@@ -105,13 +105,22 @@ public final class ConsoleSession: Sendable {
 
     /// Runs `command` (one line of POSIX shell) at the console's shell and returns what it
     /// printed and its exit status; whatever the shell prints next (its prompt) stays for the
-    /// next step.
-    public func run(_ command: String, timeout: Duration) async throws(Failure) -> ConsoleCommandFence.Result {
+    /// next step. `input`, if any, is typed once the command has started (its start fence is
+    /// out), for a command that reads from the terminal.
+    public func run(_ command: String, input: [UInt8]? = nil, timeout: Duration) async throws(Failure) -> ConsoleCommandFence.Result {
         let fence = ConsoleCommandFence.random()
         let deadline = ContinuousClock.now + timeout
         try await self.send(Array(fence.input(for: command).utf8))
+        // Each arrival is searched once, however much the command prints.
+        var scan = ConsoleCommandFence.Scan()
+        if let input {
+            try await self.wait(for: "the start of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
+                fence.hasStarted(in: transcript, scan: &scan) ? () : nil
+            }
+            try await self.send(input)
+        }
         return try await self.wait(for: "the end of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
-            fence.take(from: &transcript)
+            fence.take(from: &transcript, scan: &scan)
         }
     }
 

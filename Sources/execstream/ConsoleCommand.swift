@@ -17,8 +17,9 @@ struct ConsoleCommand: AsyncParsableCommand {
             Reads one JSON object per line on stdin (or from --script FILE) and writes one per step \
             on stdout: {"send":"text"} types text and answers once the terminal has taken it; \
             {"expect":"text","regex":false,"timeout":30} waits for the text and takes the output up \
-            to it ({"ok":true,"before":…,"match":…}); {"run":"command","timeout":30} runs one line \
-            of shell between two fences and answers {"ok":true,"output":…,"exitCode":N}. A failed \
+            to it ({"ok":true,"before":…,"match":…}); {"run":"command","input":"line\\n","timeout":30} \
+            runs one line of shell between two fences (typing the optional input once it has \
+            started) and answers {"ok":true,"output":…,"exitCode":N}. A failed \
             step answers {"ok":false,"error":{"code":"timeout","message":…,"tail":…}} and the next \
             step goes on (with --script, the first failure ends the run, exit code 1). A dropped \
             connection is taken up again with nothing lost or repeated.
@@ -121,7 +122,8 @@ struct ConsoleCommand: AsyncParsableCommand {
                 return ["ok": true, "before": Self.text(match.before), "match": Self.text(match.matched)]
             }
             if let command = object["run"] as? String {
-                let result = try await console.run(command, timeout: timeout)
+                let input = (object["input"] as? String).map { Array($0.utf8) }
+                let result = try await console.run(command, input: input, timeout: timeout)
                 return ["ok": true, "output": Self.text(result.output), "exitCode": result.exitStatus]
             }
         } catch {

@@ -54,29 +54,99 @@ public struct ConsoleCommandFence: Sendable, Hashable {
         "printf '%s%s\\n' ESB_ \(self.nonce); { \(command)\n}; printf '\\n%s%s:%s\\n' ESE_ \(self.nonce) \"$?\"\n"
     }
 
-    /// The start fence as printed.
+    /// The start fence as printed (for a script's own `expect`).
     public var startPattern: ConsoleTranscript.Pattern {
         .regularExpression("ESB_\(self.nonce)\\r?\\n")
     }
 
-    /// The end fence as printed, with the newline before it.
-    public var endPattern: ConsoleTranscript.Pattern {
-        .regularExpression("\\r?\\nESE_\(self.nonce):([0-9]+)\\r?\\n")
+    /// How far the search for the fences has got in a transcript that only grows while the
+    /// command runs (nothing else takes from it then), so each byte that arrives is searched once,
+    /// not the whole output again at every arrival: a command printing megabytes stays linear.
+    public struct Scan: Sendable, Hashable {
+        /// Pending bytes before this offset hold no start fence.
+        var startSearchedUpTo = 0
+        /// Where the output begins, once the start fence is found.
+        var outputStart: Int?
+        /// Pending bytes from `outputStart` to this offset hold no end fence.
+        var endSearchedUpTo = 0
+
+        public init() {}
+    }
+
+    /// Whether the start fence has been seen (the command has started).
+    public func hasStarted(in transcript: ConsoleTranscript, scan: inout Scan) -> Bool {
+        self.findStart(in: transcript, scan: &scan) != nil
     }
 
     /// Takes the command's fenced output from `transcript` once both fences are in it; nil while
     /// they are not (nothing is taken then).
     public func take(from transcript: inout ConsoleTranscript) -> Result? {
-        let pending = transcript.pendingBytes
-        guard
-            let start = try? ConsoleTranscript.firstMatch(of: self.startPattern, in: pending),
-            let endRange = try? ConsoleTranscript.firstMatch(of: self.endPattern, in: Array(pending[start.upperBound...]))
-        else { return nil }
-        let end = (start.upperBound + endRange.lowerBound)..<(start.upperBound + endRange.upperBound)
-        let output = Array(pending[start.upperBound..<end.lowerBound])
-        let fence = String(decoding: pending[end], as: UTF8.self)
-        let digits = fence.split(separator: ":").last.map { $0.filter(\.isNumber) } ?? ""
-        transcript.discard(upTo: end.upperBound)
-        return Result(output: output, exitStatus: Int(digits) ?? -1)
+        var scan = Scan()
+        return self.take(from: &transcript, scan: &scan)
+    }
+
+    /// `take(from:)`, searching only what arrived since the last call with the same `scan`.
+    public func take(from transcript: inout ConsoleTranscript, scan: inout Scan) -> Result? {
+        guard let outputStart = self.findStart(in: transcript, scan: &scan) else { return nil }
+        let needle = Array("ESE_\(self.nonce):".utf8)
+        // The end fence begins with a newline of its own: the output ends before it.
+        var from = max(scan.endSearchedUpTo, outputStart + 1)
+        while let fence = transcript.firstIndex(of: needle, from: from) {
+            from = fence + 1
+            guard transcript.byte(at: fence - 1) == UInt8(ascii: "\n") else { continue }
+            var outputEnd = fence - 1
+            if outputEnd > outputStart, transcript.byte(at: outputEnd - 1) == UInt8(ascii: "\r") {
+                outputEnd -= 1
+            }
+            var index = fence + needle.count
+            var status = 0
+            var digits = 0
+            while let byte = transcript.byte(at: index), byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
+                status = status &* 10 &+ Int(byte - UInt8(ascii: "0"))
+                digits += 1
+                index += 1
+            }
+            if transcript.byte(at: index) == UInt8(ascii: "\r") {
+                index += 1
+            }
+            guard let newline = transcript.byte(at: index) else {
+                // The fence is not all in yet: search from it again next time.
+                scan.endSearchedUpTo = fence
+                return nil
+            }
+            guard newline == UInt8(ascii: "\n"), digits > 0 else { continue }
+            let output = transcript.bytes(outputStart..<outputEnd)
+            transcript.discard(upTo: index + 1)
+            scan = Scan()
+            return Result(output: output, exitStatus: status)
+        }
+        scan.endSearchedUpTo = max(outputStart + 1, transcript.pendingCount - needle.count)
+        return nil
+    }
+
+    /// Where the output begins (after the start fence's line), once the start fence is in.
+    private func findStart(in transcript: ConsoleTranscript, scan: inout Scan) -> Int? {
+        if let start = scan.outputStart { return start }
+        let needle = Array("ESB_\(self.nonce)".utf8)
+        var from = scan.startSearchedUpTo
+        while let fence = transcript.firstIndex(of: needle, from: from) {
+            var index = fence + needle.count
+            if transcript.byte(at: index) == UInt8(ascii: "\r") {
+                index += 1
+            }
+            guard let newline = transcript.byte(at: index) else {
+                scan.startSearchedUpTo = fence
+                return nil
+            }
+            guard newline == UInt8(ascii: "\n") else {
+                from = fence + 1
+                continue
+            }
+            scan.outputStart = index + 1
+            scan.endSearchedUpTo = index + 1
+            return index + 1
+        }
+        scan.startSearchedUpTo = max(0, transcript.pendingCount - needle.count)
+        return nil
     }
 }

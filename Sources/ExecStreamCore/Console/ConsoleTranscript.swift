@@ -72,6 +72,37 @@ public struct ConsoleTranscript: Sendable {
         try Self.firstMatch(of: pattern, in: self.pending) != nil
     }
 
+    /// How many bytes are pending.
+    public var pendingCount: Int { self.pending.count }
+
+    /// Where `needle` first starts in the pending bytes at or after `start`, without copying them.
+    func firstIndex(of needle: [UInt8], from start: Int) -> Int? {
+        guard let first = needle.first, self.pending.count - start >= needle.count else { return nil }
+        return self.pending.withUnsafeBufferPointer { bytes -> Int? in
+            var index = max(start, 0)
+            let last = bytes.count - needle.count
+            while index <= last {
+                if bytes[index] == first {
+                    var matched = 1
+                    while matched < needle.count && bytes[index + matched] == needle[matched] { matched += 1 }
+                    if matched == needle.count { return index }
+                }
+                index += 1
+            }
+            return nil
+        }
+    }
+
+    /// The pending bytes in `range`.
+    func bytes(_ range: Range<Int>) -> [UInt8] {
+        Array(self.pending[range])
+    }
+
+    /// The pending byte at `index`, nil past the end.
+    func byte(at index: Int) -> UInt8? {
+        index >= 0 && index < self.pending.count ? self.pending[index] : nil
+    }
+
     /// Drops the first `count` pending bytes (taken by a fence).
     mutating func discard(upTo count: Int) {
         self.pending.removeFirst(count)

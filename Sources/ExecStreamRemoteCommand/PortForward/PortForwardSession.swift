@@ -1,4 +1,4 @@
-package import ExecStreamCore
+import ExecStreamCore
 import Synchronization
 
 /// A port-forward, from its admission to its end: the sandbox's ports, the session slot it holds,

@@ -102,6 +102,25 @@ struct ConsoleCommandFenceTests {
         }
     }
 
+    @Test("searched as bytes arrive, each once: the same answer as a search of everything", arguments: [
+        ("hello\r\nworld\r\n", 0), ("no final newline", 1), ("", 0), ("\r\n\r\n", 7),
+        ("ESB_0123abcd without its newline, ESE_ffffffff:0\r\nESE_0123abcd:9 inline\r\nESE_0123abcd:\r\n", 3),
+    ])
+    func incremental(output: String, status: Int) {
+        let screen = self.screen("cmd", output: output, status: status)
+        var transcript = ConsoleTranscript()
+        var scan = ConsoleCommandFence.Scan()
+        var result: ConsoleCommandFence.Result?
+        for byte in screen {
+            transcript.append([byte])
+            if result == nil {
+                result = self.fence.take(from: &transcript, scan: &scan)
+            }
+        }
+        #expect(result == .init(output: Array(output.utf8), exitStatus: status))
+        #expect(transcript.pendingBytes == Array("$ ".utf8))
+    }
+
     @Test("random fences differ, and are letters and digits")
     func random() {
         let nonces = Set((0..<100).map { _ in ConsoleCommandFence.random().nonce })

@@ -78,6 +78,7 @@ bench: deps venv
 	python3 Benchmarks/http2_throughput.py
 	python3 Benchmarks/exec_bench.py
 	$(PYTHON) Benchmarks/idle_sessions.py
+	EXECSTREAM_BIN=.build/release/execstream $(PYTHON) Benchmarks/console_naive.py
 
 # libFuzzer is in the toolchain. The driver is a package of its own (Fuzz/Driver): it has no main
 # of its own, and gold cannot link it, so lld does.

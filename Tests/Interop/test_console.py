@@ -18,7 +18,7 @@ def console_server(execstream_bin, tmp_path_factory):
         "containers:\n"
         + "".join(
             f"  - {{id: {name}, env: ['PATH=/usr/bin:/bin', 'PS1=$ '], main: {{command: [{shell}, -i], tty: true, stdin: true}}}}\n"
-            for name, shell in [("dash", "sh"), ("bash", "bash"), ("typing", "sh")]
+            for name, shell in [("dash", "sh"), ("bash", "bash"), ("typing", "sh"), ("cut", "sh")]
         )
     )
     running = start_server(execstream_bin, str(directory / "s.sock"), "--config", str(config))
@@ -29,9 +29,9 @@ def console_server(execstream_bin, tmp_path_factory):
 class Driver:
     """The co-process: one step in, one answer out."""
 
-    def __init__(self, execstream_bin, server, container):
+    def __init__(self, execstream_bin, server, container, address=None):
         self.process = subprocess.Popen(
-            [execstream_bin, "console", "--server", f"unix://{server.unix_socket}", container],
+            [execstream_bin, "console", "--server", address or f"unix://{server.unix_socket}", container],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
         )
 
@@ -113,3 +113,23 @@ def test_leaving_a_console_leaves_its_shell_running(execstream_bin, console_serv
         driver = Driver(execstream_bin, console_server, "bash")
         assert driver.step(run="echo still here") == {"ok": True, "output": "still here\r\n", "exitCode": 0}
         assert driver.close() == 0
+
+
+def test_a_script_through_connections_cut_mid_frame_loses_and_repeats_no_step(execstream_bin, console_server, tmp_path):
+    """Connections cut by bytes forwarded (never by time), mid-frame: the resumable attach takes
+    up again, and every step's answer is exact; each command ran exactly once."""
+    from console_workload import workload
+    from cutting_proxy import CuttingProxy
+
+    log = tmp_path / "ran"
+    proxy = CuttingProxy(console_server.unix_socket, cuts=6, seed=15, min_bytes=32 << 10, max_bytes=512 << 10)
+    driver = Driver(execstream_bin, console_server, "cut", address=proxy.address)
+    try:
+        for index, (step, (output, status)) in enumerate(workload(0, count=120)):
+            step = dict(step, run=f"echo {index} >> {log}; " + step["run"])
+            assert driver.step(timeout=120, **step) == {"ok": True, "output": output, "exitCode": status}, step["run"]
+        assert driver.close() == 0
+    finally:
+        proxy.close()
+    assert proxy.cuts >= 3, "the connection was cut, more than once"
+    assert log.read_text().split() == [str(index) for index in range(120)]

@@ -47,12 +47,24 @@ public final class ConsoleSession: Sendable {
     }
 
     private let attach: ResumableAttachClient
+    /// With prompt fencing: the prompt, awaited at a line's start after each `run`.
+    private let prompt: ConsoleTranscript.Pattern?
     private let state = Mutex(State())
     private let runner: Mutex<Task<Void, Never>?> = Mutex(nil)
 
-    /// A console over `attach`, which must ask for stdin, stdout and a terminal.
-    public init(attach: ResumableAttachClient) {
+    /// A console over `attach`, which must ask for stdin, stdout and a terminal. With `prompt` (a
+    /// regular expression), each `run` also waits for the shell's next prompt at the start of a
+    /// line and takes it, so the next step starts where the shell is ready for it.
+    public init(attach: ResumableAttachClient, prompt: String? = nil) throws(Failure) {
         self.attach = attach
+        self.prompt = prompt.map { .regularExpression("(?m)^(?:\($0))") }
+        if let pattern = self.prompt {
+            do {
+                try ConsoleTranscript.validate(pattern)
+            } catch {
+                throw Failure(code: .invalidPattern, message: "invalid prompt: \(error.description)", tail: "")
+            }
+        }
     }
 
     /// Starts reading the console; every byte it prints goes into the transcript.
@@ -119,9 +131,15 @@ public final class ConsoleSession: Sendable {
             }
             try await self.send(input)
         }
-        return try await self.wait(for: "the end of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
+        let result = try await self.wait(for: "the end of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
             fence.take(from: &transcript, scan: &scan)
         }
+        if let prompt = self.prompt {
+            _ = try await self.wait(for: "the prompt after \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
+                try? transcript.take(through: prompt)
+            }
+        }
+        return result
     }
 
     // MARK: Waiting

@@ -31,6 +31,12 @@ struct ConsoleCommand: AsyncParsableCommand {
     @Option(name: .customLong("script"), help: "Read the steps from this file instead of stdin; stop at the first failure.")
     var script: String?
 
+    @Option(
+        name: .customLong("prompt"),
+        help: "The shell's prompt, a regular expression: after each run step, wait for it at the start of a line and take it."
+    )
+    var prompt: String?
+
     @Option(name: .customLong("reconnect-timeout"), help: "Seconds to keep reconnecting after the connection drops.")
     var reconnectTimeout: Double = 30
 
@@ -61,18 +67,24 @@ struct ConsoleCommand: AsyncParsableCommand {
             $0.stdin = true
             $0.stdout = true
         }
+        let attach = ResumableAttachClient(
+            request: request,
+            policy: .init(giveUpAfter: .milliseconds(Int64(self.reconnectTimeout * 1000))),
+            connect: { () async throws(ClientError) -> CRIClient in try await server.connect() }
+        )
+        let console: ConsoleSession
+        do {
+            console = try ConsoleSession(attach: attach, prompt: self.prompt)
+        } catch {
+            StandardIO.write(Array("execstream: \(error.message)\n".utf8), to: STDERR_FILENO)
+            throw ExitCode.failure
+        }
         // Connect once first: a server that cannot be reached is one clear error at once.
         let code = await ClientFailure.reporting {
             _ = try await server.connect()
             return 0
         }
         guard code == 0 else { throw ExitCode(code) }
-        let attach = ResumableAttachClient(
-            request: request,
-            policy: .init(giveUpAfter: .milliseconds(Int64(self.reconnectTimeout * 1000))),
-            connect: { () async throws(ClientError) -> CRIClient in try await server.connect() }
-        )
-        let console = ConsoleSession(attach: attach)
         console.start()
         defer { console.close() }
         var failed = false

@@ -18,7 +18,7 @@ def console_server(execstream_bin, tmp_path_factory):
         "containers:\n"
         + "".join(
             f"  - {{id: {name}, env: ['PATH=/usr/bin:/bin', 'PS1=$ '], main: {{command: [{shell}, -i], tty: true, stdin: true}}}}\n"
-            for name, shell in [("dash", "sh"), ("bash", "bash"), ("typing", "sh"), ("cut", "sh")]
+            for name, shell in [("dash", "sh"), ("bash", "bash"), ("typing", "sh"), ("cut", "sh"), ("prompted", "sh")]
         )
     )
     running = start_server(execstream_bin, str(directory / "s.sock"), "--config", str(config))
@@ -29,9 +29,9 @@ def console_server(execstream_bin, tmp_path_factory):
 class Driver:
     """The co-process: one step in, one answer out."""
 
-    def __init__(self, execstream_bin, server, container, address=None):
+    def __init__(self, execstream_bin, server, container, address=None, flags=()):
         self.process = subprocess.Popen(
-            [execstream_bin, "console", "--server", address or f"unix://{server.unix_socket}", container],
+            [execstream_bin, "console", "--server", address or f"unix://{server.unix_socket}", *flags, container],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
         )
 
@@ -133,3 +133,21 @@ def test_a_script_through_connections_cut_mid_frame_loses_and_repeats_no_step(ex
         proxy.close()
     assert proxy.cuts >= 3, "the connection was cut, more than once"
     assert log.read_text().split() == [str(index) for index in range(120)]
+
+
+def test_prompt_fencing_takes_the_prompt_after_each_run(execstream_bin, console_server):
+    driver = Driver(execstream_bin, console_server, "prompted", flags=("--prompt", r"\$ "))
+    assert driver.step(run="printf 'a\\n$ not a prompt: mid-line $ '") == {"ok": True, "output": "a\r\n$ not a prompt: mid-line $ ", "exitCode": 0}
+    # The prompt after the command is taken: nothing is left to match.
+    assert driver.step(expect="$ ", timeout=0.3)["error"]["code"] == "timeout"
+    assert driver.step(run="echo next") == {"ok": True, "output": "next\r\n", "exitCode": 0}
+    assert driver.close() == 0
+
+
+def test_an_invalid_prompt_is_one_clear_error(execstream_bin, console_server):
+    result = subprocess.run(
+        [execstream_bin, "console", "--server", f"unix://{console_server.unix_socket}", "--prompt", "(", "bash"],
+        capture_output=True, text=True, timeout=60, input="",
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("execstream: invalid prompt: invalid regular expression /(?m)^(?:()/")

@@ -1,18 +1,12 @@
+public import ExecStreamCore
 public import NIOCore
 
 /// RFC 6455 framing as a client speaks it: masked frames out, unmasked frames in. The server's
 /// side is NIOWebSocket on a channel pipeline; a client on an HTTP/2 stream (RFC 8441) has no
 /// pipeline, so it frames its bytes here.
 public struct WebSocketClientFraming: Sendable {
-    /// A frame's opcode (RFC 6455 §5.2).
-    public enum Opcode: UInt8, Sendable {
-        case continuation = 0x0
-        case text = 0x1
-        case binary = 0x2
-        case close = 0x8
-        case ping = 0x9
-        case pong = 0xA
-    }
+    /// A frame's opcode (RFC 6455 §5.2): the core's.
+    public typealias Opcode = WebSocketFrameOpcode
 
     /// A frame from the server.
     public struct Frame: Hashable, Sendable {

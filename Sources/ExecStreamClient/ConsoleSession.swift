@@ -6,10 +6,11 @@ import Synchronization
 /// taken the bytes, `expect` waits for a pattern and takes the output up to it, `run` types a
 /// command between two fences (`ConsoleCommandFence`) and returns its output and exit status.
 ///
-/// It runs over a `ResumableAttachClient` to a container's main process on a terminal, so a
-/// dropped connection is taken up again with nothing lost and nothing repeated, and the stdin
-/// window says when the terminal has taken what was typed. Steps are meant to be taken one at a
-/// time, as a script does.
+/// It runs over a `ConsoleTerminal`: a `ResumableAttachClient` to a container's main process on
+/// a terminal (a dropped connection is taken up again with nothing lost and nothing repeated), or
+/// a `CreditedExecClient` running a shell on a terminal. Either's stdin window says when the
+/// terminal has taken what was typed. Steps are meant to be taken one at a time, as a script
+/// does.
 public final class ConsoleSession: Sendable {
     /// Why a step failed.
     public struct Failure: Error, Hashable, Sendable, CustomStringConvertible {
@@ -46,17 +47,17 @@ public final class ConsoleSession: Sendable {
         var ended: String?
     }
 
-    private let attach: ResumableAttachClient
+    private let terminal: any ConsoleTerminal
     /// With prompt fencing: the prompt, awaited at a line's start after each `run`.
     private let prompt: ConsoleTranscript.Pattern?
     private let state = Mutex(State())
     private let runner: Mutex<Task<Void, Never>?> = Mutex(nil)
 
-    /// A console over `attach`, which must ask for stdin, stdout and a terminal. With `prompt` (a
-    /// regular expression), each `run` also waits for the shell's next prompt at the start of a
-    /// line and takes it, so the next step starts where the shell is ready for it.
-    public init(attach: ResumableAttachClient, prompt: String? = nil) throws(Failure) {
-        self.attach = attach
+    /// A console over `terminal`, which must have asked for stdin, stdout and a terminal. With
+    /// `prompt` (a regular expression), each `run` also waits for the shell's next prompt at the
+    /// start of a line and takes it, so the next step starts where the shell is ready for it.
+    public init(terminal: any ConsoleTerminal, prompt: String? = nil) throws(Failure) {
+        self.terminal = terminal
         self.prompt = prompt.map { .regularExpression("(?m)^(?:\($0))") }
         if let pattern = self.prompt {
             do {
@@ -72,8 +73,8 @@ public final class ConsoleSession: Sendable {
         let task = Task {
             let reason: String
             do {
-                let result = try await self.attach.run(output: { _, bytes in self.received(bytes) }, onReconnect: onReconnect)
-                reason = result.message.isEmpty ? "the console's main process exited" : result.message
+                let result = try await self.terminal.run(output: { _, bytes in self.received(bytes) }, onReconnect: onReconnect)
+                reason = result.message.isEmpty ? "the console's process exited" : result.message
             } catch {
                 reason = (error as? ClientError)?.message ?? "\(error)"
             }
@@ -82,8 +83,8 @@ public final class ConsoleSession: Sendable {
         self.runner.withLock { $0 = task }
     }
 
-    /// Leaves the console: reading stops and the connection goes; the console's process runs on
-    /// (its stdin stays open), as after any attach.
+    /// Leaves the console: reading stops and the stream goes. An attached console's process runs
+    /// on (its stdin stays open), as after any attach; an exec'd shell is killed with its stream.
     public func close() {
         self.runner.withLock { $0 }?.cancel()
     }
@@ -97,8 +98,8 @@ public final class ConsoleSession: Sendable {
                 throw self.failure(.ended, "the console ended before everything was typed: \(reason)")
             }
             let end = min(bytes.count, offset + Self.maxTypedChunk)
-            await self.attach.sendStdin(ByteBuffer(bytes: bytes[offset..<end]))
-            await self.attach.stdinTaken()
+            await self.terminal.sendStdin(ByteBuffer(bytes: bytes[offset..<end]))
+            await self.terminal.stdinTaken()
             offset = end
         }
     }

@@ -36,12 +36,14 @@ public final class NativeStreamClient: Sendable {
 
     /// Opens the stream at `url`'s path on `connection` (the server that issued the URL).
     /// `terminalSize` is applied before the process starts. `resumable` asks for a resumable
-    /// attach (PROTOCOLS.md §9): `ResumableAttachClient` speaks it.
+    /// attach, `stdinCredit` for stdin window frames (PROTOCOLS.md §9): `ResumableAttachClient`
+    /// and `CreditedExecClient` speak them.
     public static func open(
         url: String,
         on connection: HTTP2ClientConnection,
         terminalSize: TerminalSize? = nil,
-        resumable: Bool = false
+        resumable: Bool = false,
+        stdinCredit: Bool = false
     ) async throws(ClientError) -> NativeStreamClient {
         guard let components = URLComponents(string: url), !components.path.isEmpty else {
             throw ClientError(code: .protocolError, message: "the server returned an invalid streaming URL: \(url)")
@@ -52,6 +54,9 @@ public final class NativeStreamClient: Sendable {
         }
         if resumable {
             headers.append(HTTP2ClientHeader("execstream-resumable", "1"))
+        }
+        if stdinCredit {
+            headers.append(HTTP2ClientHeader("execstream-stdin-credit", "1"))
         }
         do {
             return NativeStreamClient(stream: try await connection.makeStream(method: "POST", path: components.path, headers: headers))

@@ -36,31 +36,22 @@ public final class ResumableAttachClient: Sendable {
     public typealias Connector = @Sendable () async throws(ClientError) -> CRIClient
 
     private struct State {
-        var replay = StdinReplayBuffer()
         var terminalSize: TerminalSize?
         var stream: NativeStreamClient?
-        /// `sendStdin` callers waiting for the replay buffer to have room.
-        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
-        /// `stdinTaken` callers waiting for the replay buffer to empty.
-        var takenWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Wakes the current connection's stdin sender.
-        var wakeSender: AsyncStream<Void>.Continuation?
         /// Connections that broke and were replaced.
         var reconnectCount = 0
-        /// The attach has ended: stdin is taken no more.
-        var finished = false
     }
 
     /// Stdin bytes held at most before `sendStdin` waits (the server's window bounds what is on
     /// the wire; this bounds what waits for it).
-    public static let maxBufferedStdinBytes = 1 << 20
-    /// The largest stdin frame sent.
-    static let maxStdinFrameBytes = 32 << 10
+    public static let maxBufferedStdinBytes = CreditedStdin.maxBufferedBytes
 
     private let connect: Connector
     private let request: Runtime_V1_AttachRequest
     private let policy: ReconnectPolicy
     private let state: Mutex<State>
+    /// Stdin, kept until the container's channel has it, across connections.
+    private let stdin = CreditedStdin()
 
     /// An attach described by `request` (its stdin, stdout, stderr and tty flags), over
     /// connections made by `connect`. `terminalSize` is applied before the first output.
@@ -78,46 +69,18 @@ public final class ResumableAttachClient: Sendable {
 
     /// Queues stdin bytes; waits while `maxBufferedStdinBytes` are already waiting for the server.
     public func sendStdin(_ bytes: ByteBuffer) async {
-        while true {
-            let queued = self.state.withLock { state -> Bool in
-                guard !state.finished, state.replay.pendingByteCount >= Self.maxBufferedStdinBytes else {
-                    if !state.finished && !state.replay.isEnded {
-                        state.replay.append(bytes)
-                    }
-                    return true
-                }
-                return false
-            }
-            if queued { break }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = self.state.withLock { state -> Bool in
-                    guard !state.finished, state.replay.pendingByteCount >= Self.maxBufferedStdinBytes else { return true }
-                    state.spaceWaiters.append(continuation)
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        }
-        self.wakeSender()
+        await self.stdin.send(bytes)
     }
 
     /// Returns once the server has said that the container took every stdin byte queued so far
     /// (its stdin window), or the attach has ended: what a console needs before it types more.
     public func stdinTaken() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = self.state.withLock { state -> Bool in
-                guard !state.finished, state.replay.pendingByteCount > 0, !state.replay.isClosedByServer else { return true }
-                state.takenWaiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        await self.stdin.taken()
     }
 
     /// Ends stdin after every byte queued before.
     public func closeStdin() {
-        self.state.withLock { $0.replay.end() }
-        self.wakeSender()
+        self.stdin.close()
     }
 
     /// Resizes the terminal (now, and on every connection after).
@@ -139,7 +102,7 @@ public final class ResumableAttachClient: Sendable {
         var cursors: [StandardStream: OutputResumeCursor] = [.stdout: OutputResumeCursor(), .stderr: OutputResumeCursor()]
         var delay = self.policy.initialDelay
         var downSince: ContinuousClock.Instant?
-        defer { self.finish() }
+        defer { self.stdin.finish() }
         var reconnecting = false
         var everConnected = false
         while true {
@@ -190,23 +153,16 @@ public final class ResumableAttachClient: Sendable {
         }
         let size = self.state.withLock { $0.terminalSize }
         let stream = try await NativeStreamClient.open(url: url, on: connection, terminalSize: size, resumable: true)
-        let (signals, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        self.state.withLock { state in
-            state.replay.connectionStarted()
-            state.stream = stream
-            state.wakeSender = wake
-        }
+        self.state.withLock { $0.stream = stream }
         for stream in [StandardStream.stdout, .stderr] {
             cursors[stream]?.connectionStarted()
         }
-        let sender = Task { await self.sendStdin(on: stream, signals: signals) }
+        let sender = self.stdin.sending(on: stream)
         defer {
             sender.cancel()
-            wake.finish()
             self.state.withLock { state in
                 if state.stream === stream {
                     state.stream = nil
-                    state.wakeSender = nil
                 }
             }
             Task { await connection.close() }
@@ -226,9 +182,9 @@ public final class ResumableAttachClient: Sendable {
                         await output(.stderr, fresh)
                     }
                 case .stdinWindow(let taken, let limit):
-                    self.stdinChanged { $0.window(taken: taken, limit: limit) }
+                    self.stdin.window(taken: taken, limit: limit)
                 case .close(.stdin):
-                    self.stdinChanged { $0.closedByServer() }
+                    self.stdin.closedByServer()
                 case .data(.stdin, _), .data(.resize, _), .data(.error, _), .close, .acknowledge:
                     break
                 }
@@ -253,61 +209,6 @@ public final class ResumableAttachClient: Sendable {
     /// Whether the container's status says its main process has exited.
     private func mainProcessExited(_ client: CRIClient) async throws(ClientError) -> Bool {
         try await client.containerStatus(.with { $0.containerID = self.request.containerID }).status.state == .containerExited
-    }
-
-    /// Sends stdin within the server's window whenever there is some to send, until cancelled or
-    /// the stream breaks (the receiving side notices that and reconnects).
-    private func sendStdin(on stream: NativeStreamClient, signals: AsyncStream<Void>) async {
-        for await _ in signals {
-            while true {
-                let frame = self.state.withLock { state -> NativeFrame? in
-                    if let bytes = state.replay.nextSend(maxBytes: Self.maxStdinFrameBytes) {
-                        return .data(.stdin, bytes)
-                    }
-                    return state.replay.takeCloseToSend() ? .close(.stdin) : nil
-                }
-                guard let frame else { break }
-                do {
-                    try await stream.send(frame)
-                } catch {
-                    return
-                }
-            }
-        }
-    }
-
-    /// Applies a change to the replay buffer, then lets waiting writers and the sender go on.
-    private func stdinChanged(_ change: (inout StdinReplayBuffer) -> Void) {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            change(&state.replay)
-            var waiters: [CheckedContinuation<Void, Never>] = []
-            if state.replay.pendingByteCount == 0 || state.replay.isClosedByServer {
-                waiters += state.takenWaiters
-                state.takenWaiters = []
-            }
-            guard state.replay.pendingByteCount < Self.maxBufferedStdinBytes else { return waiters }
-            defer { state.spaceWaiters = [] }
-            return waiters + state.spaceWaiters
-        }
-        waiters.forEach { $0.resume() }
-        self.wakeSender()
-    }
-
-    private func wakeSender() {
-        let wake = self.state.withLock { $0.wakeSender }
-        wake?.yield()
-    }
-
-    private func finish() {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.finished = true
-            defer {
-                state.spaceWaiters = []
-                state.takenWaiters = []
-            }
-            return state.spaceWaiters + state.takenWaiters
-        }
-        waiters.forEach { $0.resume() }
     }
 
     private static func standardStream(_ channel: RemoteCommandChannel) -> StandardStream {

@@ -12,7 +12,7 @@ import Glibc
 struct ConsoleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console",
-        abstract: "Drive a container's console (its main process on a terminal) with send, expect and run steps.",
+        abstract: "Drive a container's console (its main process on a terminal, or a shell started by --exec) with send, expect and run steps.",
         discussion: """
             Reads one JSON object per line on stdin (or from --script FILE) and writes one per step \
             on stdout: {"send":"text"} types text and answers once the terminal has taken it; \
@@ -21,8 +21,10 @@ struct ConsoleCommand: AsyncParsableCommand {
             runs one line of shell between two fences (typing the optional input once it has \
             started) and answers {"ok":true,"output":…,"exitCode":N}. A failed \
             step answers {"ok":false,"error":{"code":"timeout","message":…,"tail":…}} and the next \
-            step goes on (with --script, the first failure ends the run, exit code 1). A dropped \
-            connection is taken up again with nothing lost or repeated.
+            step goes on (with --script, the first failure ends the run, exit code 1). Attached, a \
+            dropped connection is taken up again with nothing lost or repeated. With --exec, the \
+            console is a shell this command starts on a terminal (the command after --, /bin/sh by \
+            default), which ends when the steps do.
             """
     )
 
@@ -40,13 +42,27 @@ struct ConsoleCommand: AsyncParsableCommand {
     @Option(name: .customLong("reconnect-timeout"), help: "Seconds to keep reconnecting after the connection drops.")
     var reconnectTimeout: Double = 30
 
-    @Argument(help: "The container whose main process runs on a terminal.")
+    @Flag(name: .customLong("exec"), help: "Start the console's shell by exec, on a terminal (the command after --, /bin/sh by default).")
+    var exec = false
+
+    @Argument(help: "The container: its main process runs on a terminal, or --exec starts a shell in it.")
     var container: String
+
+    @Argument(parsing: .postTerminator, help: "With --exec, the shell and its arguments, after --.")
+    var command: [String] = []
 
     func validate() throws {
         guard self.reconnectTimeout >= 0, self.reconnectTimeout.isFinite else {
             throw ValidationError("--reconnect-timeout must be 0 or more seconds")
         }
+        guard self.exec || self.command.isEmpty else {
+            throw ValidationError("a command is started only with --exec: execstream console CONTAINER --exec -- COMMAND")
+        }
+    }
+
+    /// The shell --exec starts.
+    private var shell: [String] {
+        self.command.isEmpty ? ["/bin/sh"] : self.command
     }
 
     func run() async throws {
@@ -61,30 +77,21 @@ struct ConsoleCommand: AsyncParsableCommand {
             lines = nil
         }
         let server = self.server
-        let request = Runtime_V1_AttachRequest.with {
-            $0.containerID = self.container
-            $0.tty = true
-            $0.stdin = true
-            $0.stdout = true
+        // Connect first: a server that cannot be reached (or an exec refused) is one clear error
+        // at once.
+        var terminal: (any ConsoleTerminal)?
+        let code = await ClientFailure.reporting {
+            terminal = try await self.terminal(server.connect())
+            return 0
         }
-        let attach = ResumableAttachClient(
-            request: request,
-            policy: .init(giveUpAfter: .milliseconds(Int64(self.reconnectTimeout * 1000))),
-            connect: { () async throws(ClientError) -> CRIClient in try await server.connect() }
-        )
+        guard code == 0, let terminal else { throw ExitCode(code) }
         let console: ConsoleSession
         do {
-            console = try ConsoleSession(attach: attach, prompt: self.prompt)
+            console = try ConsoleSession(terminal: terminal, prompt: self.prompt)
         } catch {
             StandardIO.write(Array("execstream: \(error.message)\n".utf8), to: STDERR_FILENO)
             throw ExitCode.failure
         }
-        // Connect once first: a server that cannot be reached is one clear error at once.
-        let code = await ClientFailure.reporting {
-            _ = try await server.connect()
-            return 0
-        }
-        guard code == 0 else { throw ExitCode(code) }
         console.start()
         defer { console.close() }
         var failed = false
@@ -98,6 +105,34 @@ struct ConsoleCommand: AsyncParsableCommand {
             }
         }
         if failed && lines != nil { throw ExitCode.failure }
+    }
+
+    /// The console's terminal: an exec of the shell on `client`'s connection, or a resumable
+    /// attach to the container's main process (each reconnection makes its own connection).
+    private func terminal(_ client: CRIClient) async throws(ClientError) -> any ConsoleTerminal {
+        if self.exec {
+            let request = Runtime_V1_ExecRequest.with {
+                $0.containerID = self.container
+                $0.cmd = self.shell
+                $0.tty = true
+                $0.stdin = true
+                $0.stdout = true
+            }
+            return try await CreditedExecClient.open(request, client: client)
+        }
+        await client.connection.close()
+        let server = self.server
+        let request = Runtime_V1_AttachRequest.with {
+            $0.containerID = self.container
+            $0.tty = true
+            $0.stdin = true
+            $0.stdout = true
+        }
+        return ResumableAttachClient(
+            request: request,
+            policy: .init(giveUpAfter: .milliseconds(Int64(self.reconnectTimeout * 1000))),
+            connect: { () async throws(ClientError) -> CRIClient in try await server.connect() }
+        )
     }
 
     /// The steps: the script's lines, or stdin's as they come.

@@ -1,8 +1,11 @@
 """`execstream console` as a co-process driver: a Python script writes one JSON step per line to
 its stdin and reads one JSON answer per step from its stdout, as any test language can. The
-console is a container's main process, an interactive shell on a terminal."""
+console is a container's main process, an interactive shell on a terminal (attached), or a shell
+the driver starts by exec on a terminal (`--exec`)."""
 import hashlib
 import json
+import os
+import select
 import subprocess
 
 import pytest
@@ -20,6 +23,8 @@ def console_server(execstream_bin, tmp_path_factory):
             f"  - {{id: {name}, env: ['PATH=/usr/bin:/bin', 'PS1=$ '], main: {{command: [{shell}, -i], tty: true, stdin: true}}}}\n"
             for name, shell in [("dash", "sh"), ("bash", "bash"), ("typing", "sh"), ("cut", "sh"), ("prompted", "sh")]
         )
+        # Consoles started by exec run in this one.
+        + "  - {id: host, env: ['PATH=/usr/bin:/bin', 'PS1=$ '], main: {command: [sleep, infinity]}}\n"
     )
     running = start_server(execstream_bin, str(directory / "s.sock"), "--config", str(config))
     yield running
@@ -29,9 +34,10 @@ def console_server(execstream_bin, tmp_path_factory):
 class Driver:
     """The co-process: one step in, one answer out."""
 
-    def __init__(self, execstream_bin, server, container, address=None, flags=()):
+    def __init__(self, execstream_bin, server, container, address=None, flags=(), command=()):
         self.process = subprocess.Popen(
-            [execstream_bin, "console", "--server", address or f"unix://{server.unix_socket}", *flags, container],
+            [execstream_bin, "console", "--server", address or f"unix://{server.unix_socket}", *flags, container]
+            + (["--", *command] if command else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
         )
 
@@ -47,9 +53,18 @@ class Driver:
         return self.process.wait(timeout=60)
 
 
-@pytest.mark.parametrize("container", ["dash", "bash"])
-def test_run_returns_each_commands_output_and_status_exactly(execstream_bin, console_server, container):
-    driver = Driver(execstream_bin, console_server, container)
+# A console: attached to a container's shell, or a shell started by exec.
+CONSOLES = {
+    "dash": {"container": "dash"},
+    "bash": {"container": "bash"},
+    "exec-sh": {"container": "host", "flags": ("--exec",), "command": ("sh", "-i")},
+    "exec-bash": {"container": "host", "flags": ("--exec",), "command": ("bash", "-i")},
+}
+
+
+@pytest.mark.parametrize("console", list(CONSOLES))
+def test_run_returns_each_commands_output_and_status_exactly(execstream_bin, console_server, console):
+    driver = Driver(execstream_bin, console_server, **CONSOLES[console])
     cases = [
         ("echo hello; echo world", "hello\r\nworld\r\n", 0),
         ("printf 'no final newline'", "no final newline", 0),
@@ -80,13 +95,14 @@ def test_expect_takes_up_to_the_match_and_keeps_the_rest(execstream_bin, console
     assert driver.close() == 0
 
 
-def test_64_kib_typed_into_a_terminal_arrive_whole(execstream_bin, console_server, tmp_path):
+@pytest.mark.parametrize("console", ["typing", "exec-sh"])
+def test_64_kib_typed_into_a_terminal_arrive_whole(execstream_bin, console_server, tmp_path, console):
     """Typing waits for the terminal to take each chunk, so a canonical line's 4 KiB is never
     overrun: 1,024 lines of 64 bytes, to the byte."""
     data = "".join(f"{index:05d} " + "x" * 57 + "\n" for index in range(1024))
     assert len(data) == 65536
     target = tmp_path / "typed"
-    driver = Driver(execstream_bin, console_server, "typing")
+    driver = Driver(execstream_bin, console_server, **CONSOLES.get(console, {"container": console}))
     assert driver.step(run="stty -echo")["ok"]
     assert driver.step(send=f"head -c 65536 > {target}; echo stored-$((20+22))\n") == {"ok": True}
     assert driver.step(send=data) == {"ok": True}
@@ -151,3 +167,33 @@ def test_an_invalid_prompt_is_one_clear_error(execstream_bin, console_server):
     )
     assert result.returncode == 1
     assert result.stderr.startswith("execstream: invalid prompt: invalid regular expression /(?m)^(?:()/")
+
+
+def test_an_exec_console_ends_its_shell_when_the_steps_end(execstream_bin, console_server):
+    driver = Driver(execstream_bin, console_server, **CONSOLES["exec-sh"])
+    answer = driver.step(run="echo $$")
+    assert answer["ok"] and answer["exitCode"] == 0
+    shell = int(answer["output"])
+    pidfd = os.pidfd_open(shell)
+    try:
+        assert driver.close() == 0
+        # The shell's pidfd becomes readable when it exits: wait for that, not for a time.
+        assert select.select([pidfd], [], [], 30)[0] == [pidfd], "the exec'd shell outlived its console"
+    finally:
+        os.close(pidfd)
+
+
+def test_an_exec_console_reports_a_shell_that_cannot_start(execstream_bin, console_server):
+    driver = Driver(execstream_bin, console_server, "host", flags=("--exec",), command=("/no/such/shell",))
+    answer = driver.step(run="true")
+    assert answer["ok"] is False and answer["error"]["code"] == "ended"
+    assert "/no/such/shell" in answer["error"]["message"] and "No such file" in answer["error"]["message"]
+    assert driver.close() == 0
+
+
+def test_a_command_without_exec_is_a_usage_error(execstream_bin, console_server):
+    result = subprocess.run(
+        [execstream_bin, "console", "--server", f"unix://{console_server.unix_socket}", "host", "--", "sh"],
+        capture_output=True, text=True, timeout=60, input="",
+    )
+    assert result.returncode == 64 and "a command is started only with --exec" in result.stderr

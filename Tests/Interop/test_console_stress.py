@@ -1,4 +1,5 @@
-"""The flake test, inverted: 8 consoles in parallel, 500 commands each (short and multi-megabyte
+"""The flake test, inverted: 8 consoles in parallel (four attached to a container's shell, four
+shells started by exec), 500 commands each (short and multi-megabyte
 outputs, no final newline, marker-like and prompt-like text, non-zero exits, a command reading a
 line of stdin), while every core is kept busy, in three rounds: every output byte-exact, every
 exit status right, no failure. The driver waits for events, never for time."""
@@ -25,8 +26,10 @@ def stress_server(execstream_bin, tmp_path_factory):
 
 
 def drive(execstream_bin, server, session: int) -> tuple[int, int, list]:
-    """One console through the whole workload: (commands, output bytes, failures)."""
-    driver = Driver(execstream_bin, server, f"console-{session}")
+    """One console through the whole workload: (commands, output bytes, failures). Odd sessions
+    start their shell by exec; even ones attach to the container's."""
+    started_by_exec = {"flags": ("--exec",), "command": ("sh", "-i")} if session % 2 else {}
+    driver = Driver(execstream_bin, server, f"console-{session}", **started_by_exec)
     failures, commands, size = [], 0, 0
     try:
         for step, (output, status) in workload(session):

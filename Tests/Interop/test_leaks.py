@@ -15,6 +15,7 @@ import uuid
 import pytest
 import websocket
 
+import native_client
 from native_client import NativeStream
 from spdy_client import SPDYClient
 from websocket_h2 import WebSocketOverH2
@@ -199,4 +200,44 @@ def test_port_forward_sessions_leave_nothing_behind(server, runtime, http_server
     for _ in range(300):
         forward()
     assert settled(server, baseline["channels"])["channels"] == baseline["channels"]
+    assert not fd_kinds(server) - baseline_fds, "more pipes, pidfds or files than before"
+
+
+def test_stdin_credit_sessions_leave_nothing_behind(server, runtime):
+    """Native execs with stdin credit (what a console started by exec uses): half run to their
+    end, half vanish at random points (before the window, with stdin in flight, with the channel
+    full), by FIN or RST."""
+    api, service = runtime
+    credit = [("execstream-stdin-credit", "1")]
+    marker = f"credit-probe-{uuid.uuid4().hex}"
+
+    def url(cmd):
+        return service.Exec(api.ExecRequest(container_id="demo", cmd=cmd, stdin=True, stdout=True, stderr=True), timeout=10).url
+
+    def complete():
+        stream = NativeStream(url(["cat"]), headers=credit)
+        stream.send(native_client.frame(native_client.STDIN, b"ok\n"), end=True)
+        assert stream.wait().stdout == b"ok\n"
+        stream.close()
+
+    complete()
+    baseline = settled(server)
+    baseline_fds = fd_kinds(server)
+    rng = random.Random(20261125)
+    for index in range(400):
+        if index % 2 == 0:
+            complete()
+            continue
+        # A process that never reads its stdin: what is sent fills the channel.
+        stream = NativeStream(url(["sh", "-c", f"sleep 600; : {marker}"]), headers=credit)
+        point = rng.choice(["request", "window", "stdin"])
+        if point != "request":
+            while stream.result is None or not stream.result.stdin_windows:
+                stream.pump_once()
+        if point == "stdin":
+            taken, limit = stream.result.stdin_windows[0]
+            stream.send(native_client.frame(native_client.STDIN, b"x" * rng.randint(1, limit - taken)))
+        abrupt_close(stream.sock, reset=rng.random() < 0.5)
+    assert settled(server, baseline["channels"])["channels"] == baseline["channels"]
+    assert processes_with(marker) == [], "a vanished client's process keeps running"
     assert not fd_kinds(server) - baseline_fds, "more pipes, pidfds or files than before"

@@ -236,3 +236,72 @@ def test_attach_to_the_demo_shell_with_stdin(runtime):
     stream.wait_for_stdout(b"still-here\n")
     stream.reset()
     stream.close()
+
+
+CREDIT = [("execstream-stdin-credit", "1")]
+
+
+def wait_for_window(stream: NativeStream, taken: int):
+    """Pumps until a stdin window says the process's stdin channel took `taken` bytes."""
+    while stream.result is None or not any(window[0] >= taken for window in stream.result.stdin_windows):
+        assert not stream.done, f"the stream ended before stdin reached {taken}: {stream.result}"
+        stream.pump_once()
+
+
+def test_stdin_credit_on_an_exec_says_what_the_process_took(runtime):
+    """`execstream-stdin-credit: 1` (what a console started by exec uses): the first window comes
+    before any output, `taken` follows what the stdin channel took, and `limit` moves on with it."""
+    data = bytes(range(256)) * 1200  # 300 KiB: more than the first window
+    stream = NativeStream(native_client.exec_url(runtime, "demo", ["sh", "-c", "echo started; sha256sum"], stdin=True), headers=CREDIT)
+    wait_for_window(stream, 0)
+    assert stream.result.headers.get("execstream-stdin-credit") == "1"
+    assert stream.result.order[0] == native_client.STDIN_WINDOW, "the window comes before any output"
+    taken, limit = stream.result.stdin_windows[0]
+    assert taken == 0 and limit == 256 << 10
+    stream.send(frame(native_client.STDIN, data[:limit]))
+    wait_for_window(stream, limit)
+    newest = stream.result.stdin_windows[-1]
+    assert newest[0] == limit and newest[1] > limit, "credit comes back as the channel takes bytes"
+    stream.send(frame(native_client.STDIN, data[limit:]))
+    wait_for_window(stream, len(data))
+    stream.send(b"", end=True)
+    result = stream.wait()
+    stream.close()
+    assert result.exit_code == 0
+    assert result.stdout == b"started\n" + hashlib.sha256(data).hexdigest().encode() + b"  -\n"
+
+
+def test_stdin_credit_mistakes_are_refused(runtime):
+    # Stdin beyond the window resets the stream with FLOW_CONTROL_ERROR.
+    stream = NativeStream(native_client.exec_url(runtime, "demo", ["cat"], stdin=True), headers=CREDIT)
+    wait_for_window(stream, 0)
+    taken, limit = stream.result.stdin_windows[0]
+    stream.send(frame(native_client.STDIN, b"x" * (limit - taken + 1)))
+    assert stream.wait().reset_code == 3
+    stream.close()
+
+    # Acknowledgements belong to a resumable attach only.
+    stream = NativeStream(native_client.exec_url(runtime, "demo", ["cat"], stdin=True), headers=CREDIT)
+    wait_for_window(stream, 0)
+    stream.send(frame(native_client.ACKNOWLEDGE, bytes(9)))
+    assert stream.wait().reset_code == 1  # PROTOCOL_ERROR
+    stream.close()
+
+    # Without stdin there is no window; the command runs as ever.
+    stream = NativeStream(native_client.exec_url(runtime, "demo", ["echo", "no stdin"]), headers=CREDIT)
+    stream.send(b"", end=True)
+    result = stream.wait()
+    stream.close()
+    assert result.stdin_windows == []
+    assert result.stdout == b"no stdin\n" and result.exit_code == 0
+
+    # A bad flag is 400 before the token is spent.
+    url = native_client.exec_url(runtime, "demo", ["echo", "kept"])
+    stream = NativeStream(url, headers=[("execstream-stdin-credit", "yes")])
+    result = stream.wait()
+    stream.close()
+    assert result.status == 400 and b"execstream-stdin-credit must be 1" in result.body
+    stream = NativeStream(url)
+    stream.send(b"", end=True)
+    assert stream.wait().stdout == b"kept\n"
+    stream.close()

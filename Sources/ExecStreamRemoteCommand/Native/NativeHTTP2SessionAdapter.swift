@@ -11,15 +11,28 @@ import NIOCore
 /// under its watermark (the registry pauses the process reader otherwise), and request bytes are
 /// consumed (WINDOW_UPDATE) only as the stdin channel has room for them.
 ///
-/// A resumable attach (`execstream-resumable: 1`) is this adapter decorated by
-/// `ResumableAttachTransport`, which adds what only it needs (positions, confirmations, stdin
-/// credit) and reads its own request frames.
+/// Two options decorate it, and read the request frames themselves: stdin credit
+/// (`execstream-stdin-credit: 1`, `StdinCreditTransport`) for a client that must know when
+/// its stdin was taken (a console), and resumable attach (`execstream-resumable: 1`,
+/// `ResumableAttachTransport`: positions, confirmations, and stdin credit too).
 package final class NativeHTTP2SessionAdapter: SessionOutputTransport {
     /// Counted while alive (see `LiveObjects`).
     private let live = LiveObjects.Token(.adapters)
     static let contentType = StreamingAdmission.nativeContentType
     /// The request header asking for a resumable attach, and the response header granting it.
     static let resumableHeader = "execstream-resumable"
+    /// The request header asking for stdin credit, and the response header granting it.
+    static let stdinCreditHeader = "execstream-stdin-credit"
+
+    /// How a native stream's client asked to be served.
+    package enum Mode: Hashable, Sendable {
+        /// HTTP/2's flow control for stdin.
+        case plain
+        /// Stdin window frames say what the channel took (`execstream-stdin-credit: 1`).
+        case stdinCredit
+        /// A resumable attach, which has stdin credit too (`execstream-resumable: 1`).
+        case resumable
+    }
 
     let stream: HTTP2ServerStream
     /// The response has ended (status and trailers, or a reset): nothing more is written.
@@ -37,7 +50,7 @@ package final class NativeHTTP2SessionAdapter: SessionOutputTransport {
         _ stream: HTTP2ServerStream,
         plan: ExecSessionPlan,
         initialTerminalSize: TerminalSize?,
-        resumable: Bool,
+        mode: Mode,
         registry: ChannelRegistry,
         logger: Logger,
         onRelease: @escaping () -> Void
@@ -45,12 +58,24 @@ package final class NativeHTTP2SessionAdapter: SessionOutputTransport {
         stream.eventLoop.preconditionInEventLoop()
         let adapter = NativeHTTP2SessionAdapter(stream: stream)
         var headers: HTTP2Headers = ["content-type": Self.contentType]
-        if resumable {
+        let client: any SessionOutputTransport
+        let readFrames: (SessionInput) -> Void
+        switch mode {
+        case .plain:
+            client = adapter
+            readFrames = { input in Task { await Self.readFrames(from: stream, into: input) } }
+        case .stdinCredit:
+            headers.add(name: Self.stdinCreditHeader, value: "1")
+            let credited = StdinCreditTransport(adapter)
+            client = credited
+            readFrames = { input in credited.readFrames(into: input) }
+        case .resumable:
             headers.add(name: Self.resumableHeader, value: "1")
+            let resumable = ResumableAttachTransport(adapter)
+            client = resumable
+            readFrames = { input in resumable.readFrames(into: input) }
         }
         stream.sendResponseHead(status: 200, headers: headers)
-        let resumableTransport = resumable ? ResumableAttachTransport(adapter) : nil
-        let client: any SessionOutputTransport = resumableTransport ?? adapter
         let session = ExecSession(plan: plan, registry: registry, client: client, logger: logger, onRelease: onRelease)
         if let initialTerminalSize {
             session.terminalResized(initialTerminalSize)
@@ -61,28 +86,31 @@ package final class NativeHTTP2SessionAdapter: SessionOutputTransport {
                 input.receive(.gone(gone))
             }
         }
-        if let resumableTransport {
-            resumableTransport.readFrames(into: input)
-        } else {
-            Task {
-                await Self.readFrames(from: stream, into: input)
-            }
-        }
+        readFrames(input)
     }
 
-    /// Whether the request asks for a resumable attach (`execstream-resumable: 1`); only an attach
-    /// can be resumed (an exec's process ends with its stream).
-    package static func isResumable(_ head: HTTP2RequestHead, kind: StreamingRequestKind) throws(ExecStreamError) -> Bool {
-        guard let value = head.headers[first: Self.resumableHeader] else { return false }
-        guard value == "1" else {
-            throw ExecStreamError(code: .invalidArgument, message: "\(Self.resumableHeader) must be 1, got \"\(value)\"")
-        }
+    /// What the request asks for: a resumable attach (`execstream-resumable: 1`; only an attach
+    /// can be resumed, an exec's process ends with its stream), stdin credit
+    /// (`execstream-stdin-credit: 1`), or neither.
+    package static func mode(of head: HTTP2RequestHead, kind: StreamingRequestKind) throws(ExecStreamError) -> Mode {
+        let resumable = try Self.flag(Self.resumableHeader, in: head)
+        let stdinCredit = try Self.flag(Self.stdinCreditHeader, in: head)
+        guard resumable else { return stdinCredit ? .stdinCredit : .plain }
         switch kind {
         case .attach:
-            return true
+            return .resumable
         case .exec, .portForward:
             throw ExecStreamError(code: .invalidArgument, message: "only an attach can be resumable: an exec's process ends with its stream")
         }
+    }
+
+    /// Whether the request header `name` is present; its only valid value is 1.
+    private static func flag(_ name: String, in head: HTTP2RequestHead) throws(ExecStreamError) -> Bool {
+        guard let value = head.headers[first: name] else { return false }
+        guard value == "1" else {
+            throw ExecStreamError(code: .invalidArgument, message: "\(name) must be 1, got \"\(value)\"")
+        }
+        return true
     }
 
     /// Decodes the request body into client events; reading waits while stdin is paused. A

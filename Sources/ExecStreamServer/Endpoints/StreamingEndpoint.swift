@@ -92,26 +92,26 @@ struct StreamingEndpoint: Sendable {
         }
     }
 
-    /// Native framing: its own headers (a bad terminal size or resumable flag is 400, checked
-    /// before the token is spent), then the slot and the token.
+    /// Native framing: its own headers (a bad terminal size, resumable or stdin-credit flag is
+    /// 400, checked before the token is spent), then the slot and the token.
     private func serveNative(_ stream: HTTP2ServerStream, kind: StreamingRequestKind, token: String) {
         let initialTerminalSize: TerminalSize?
-        let resumable: Bool
+        let mode: NativeHTTP2SessionAdapter.Mode
         do {
             initialTerminalSize = try NativeHTTP2SessionAdapter.initialTerminalSize(in: stream.head)
-            resumable = try NativeHTTP2SessionAdapter.isResumable(stream.head, kind: kind)
+            mode = try NativeHTTP2SessionAdapter.mode(of: stream.head, kind: kind)
         } catch {
             StreamRouter.respond(stream, HTTPErrorResponse(error))
             return
         }
         // A resumable attach is counted apart: each of a client's (re)connections is one.
-        switch self.prepare(kind: kind, token: token, transport: resumable ? "native-resumable" : "native") {
+        switch self.prepare(kind: kind, token: token, transport: mode == .resumable ? "native-resumable" : "native") {
         case .success(let prepared):
             NativeHTTP2SessionAdapter.serve(
                 stream,
                 plan: prepared.plan,
                 initialTerminalSize: initialTerminalSize,
-                resumable: resumable,
+                mode: mode,
                 registry: self.registry,
                 logger: self.logger,
                 onRelease: prepared.release

@@ -49,7 +49,7 @@ public final class ConsoleSession: Sendable {
 
     private let terminal: any ConsoleTerminal
     /// With prompt fencing: the prompt, awaited at a line's start after each `run`.
-    private let prompt: ConsoleTranscript.Pattern?
+    private let prompt: ConsoleTranscript.Search?
     private let state = Mutex(State())
     private let runner: Mutex<Task<Void, Never>?> = Mutex(nil)
 
@@ -58,13 +58,12 @@ public final class ConsoleSession: Sendable {
     /// start of a line and takes it, so the next step starts where the shell is ready for it.
     public init(terminal: any ConsoleTerminal, prompt: String? = nil) throws(Failure) {
         self.terminal = terminal
-        self.prompt = prompt.map { .regularExpression("(?m)^(?:\($0))") }
-        if let pattern = self.prompt {
-            do {
-                try ConsoleTranscript.validate(pattern)
-            } catch {
-                throw Failure(code: .invalidPattern, message: "invalid prompt: \(error.description)", tail: "")
+        do {
+            self.prompt = try prompt.map { (prompt) throws(ConsoleTranscript.InvalidPattern) in
+                try ConsoleTranscript.Search(.regularExpression("(?m)^(?:\(prompt))"))
             }
+        } catch {
+            throw Failure(code: .invalidPattern, message: "invalid prompt: \(error.description)", tail: "")
         }
     }
 
@@ -106,13 +105,15 @@ public final class ConsoleSession: Sendable {
 
     /// Waits up to `timeout` for `pattern`, and takes the output up to the end of its first match.
     public func expect(_ pattern: ConsoleTranscript.Pattern, timeout: Duration) async throws(Failure) -> ConsoleTranscript.Match {
+        var search: ConsoleTranscript.Search
         do {
-            try ConsoleTranscript.validate(pattern)
+            search = try ConsoleTranscript.Search(pattern)
         } catch {
             throw self.failure(.invalidPattern, error.description)
         }
+        // One search across arrivals: a literal looks at each byte once.
         return try await self.wait(for: "\(pattern)", timeout: timeout) { transcript in
-            try? transcript.take(through: pattern)
+            transcript.take(&search)
         }
     }
 
@@ -135,9 +136,9 @@ public final class ConsoleSession: Sendable {
         let result = try await self.wait(for: "the end of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
             fence.take(from: &transcript, scan: &scan)
         }
-        if let prompt = self.prompt {
+        if var prompt = self.prompt {
             _ = try await self.wait(for: "the prompt after \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
-                try? transcript.take(through: prompt)
+                transcript.take(&prompt)
             }
         }
         return result

@@ -59,17 +59,16 @@ public struct ConsoleTranscript: Sendable {
     }
 
     /// Takes everything up to the end of the first match of `pattern`, if there is one; the rest
-    /// stays pending.
+    /// stays pending. (To wait for a pattern as output arrives, keep a `Search` instead.)
     public mutating func take(through pattern: Pattern) throws(InvalidPattern) -> Match? {
-        guard let range = try Self.firstMatch(of: pattern, in: self.pending) else { return nil }
-        let match = Match(before: Array(self.pending[..<range.lowerBound]), matched: Array(self.pending[range]))
-        self.pending.removeFirst(range.upperBound)
-        return match
+        var search = try Search(pattern)
+        return self.take(&search)
     }
 
     /// Whether `pattern` matches in what is pending (nothing is taken).
     public func contains(_ pattern: Pattern) throws(InvalidPattern) -> Bool {
-        try Self.firstMatch(of: pattern, in: self.pending) != nil
+        var search = try Search(pattern)
+        return search.firstMatch(in: self) != nil
     }
 
     /// How many bytes are pending.
@@ -122,43 +121,10 @@ public struct ConsoleTranscript: Sendable {
 
     /// Checks that `pattern` can be used (a regular expression that compiles).
     public static func validate(_ pattern: Pattern) throws(InvalidPattern) {
-        _ = try self.firstMatch(of: pattern, in: [])
+        _ = try Search(pattern)
     }
 
     // MARK: Matching
-
-    /// The byte range of the first match of `pattern` in `bytes`.
-    static func firstMatch(of pattern: Pattern, in bytes: [UInt8]) throws(InvalidPattern) -> Range<Int>? {
-        switch pattern {
-        case .literal(let text):
-            let needle = Array(text.utf8)
-            guard !needle.isEmpty else { return 0..<0 }
-            guard needle.count <= bytes.count else { return nil }
-            for start in 0...(bytes.count - needle.count) where bytes[start] == needle[0] {
-                if bytes[start..<(start + needle.count)].elementsEqual(needle) {
-                    return start..<(start + needle.count)
-                }
-            }
-            return nil
-        case .regularExpression(let source):
-            let regex: Regex<AnyRegexOutput>
-            do {
-                // Scalar by scalar, not grapheme by grapheme: a terminal's "\r\n" is two characters to
-                // match, as in every other regular expression engine.
-                regex = try Regex(source).matchingSemantics(.unicodeScalar)
-            } catch {
-                throw InvalidPattern(description: "invalid regular expression /\(source)/: \(error)")
-            }
-            let (text, complete) = Self.visible(bytes)
-            let string = String(decoding: text, as: UTF8.self)
-            guard let match = string.firstMatch(of: regex) else { return nil }
-            let lower = string.utf8.distance(from: string.startIndex, to: match.range.lowerBound)
-            let upper = string.utf8.distance(from: string.startIndex, to: match.range.upperBound)
-            // `text` is `bytes` byte for byte (invalid bytes became "?"), up to `complete`.
-            precondition(upper <= complete)
-            return lower..<upper
-        }
-    }
 
     /// `bytes` as valid UTF-8 of the same length: each byte of an invalid sequence becomes "?";
     /// an incomplete sequence at the end is left out (it may complete later). Returns the text

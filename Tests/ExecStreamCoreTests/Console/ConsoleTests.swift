@@ -42,6 +42,45 @@ struct ConsoleTranscriptTests {
         #expect(throws: Never.self) { try ConsoleTranscript.validate(.regularExpression("^\\$ $")) }
     }
 
+    /// A stream is matched as it arrives: a pattern that could match more (`€+`) matches what
+    /// is there when it first matches, as in any expect. What a kept search must give is what a
+    /// fresh search of everything pending would give at each arrival.
+    @Test("a search kept across arrivals gives what a fresh search gives at each arrival, however the bytes come", arguments: [
+        ConsoleTranscript.Pattern.literal("ready"), .literal("aab"), .literal("€!"), .literal("$ "),
+        .regularExpression("got \\[(\\w+)\\]"), .regularExpression("(?m)^\\$ "), .regularExpression("a+b"), .regularExpression("€+"),
+        .regularExpression("\\r\\n[0-9]{3}\\r\\n"),
+    ])
+    func searchAcrossArrivals(pattern: ConsoleTranscript.Pattern) throws {
+        var random = SplitMix64(seed: 2026_11_25)
+        let pieces: [[UInt8]] = [
+            Array("rea".utf8), Array("ready".utf8), Array("aaab".utf8), Array("got [x1]".utf8), Array("$ ".utf8), Array("\r\n".utf8),
+            Array("123".utf8), Array("€".utf8), [0xFF], [0xE2, 0x82], Array("!".utf8), Array("a".utf8), Array("b".utf8),
+            Array("€!".utf8), Array("\r\n123\r\n".utf8), Array("\r\n$ ".utf8),
+        ]
+        var matches = 0
+        for _ in 0..<300 {
+            var screen: [UInt8] = []
+            for _ in 0..<Int(random.next() % 12) {
+                screen += pieces[Int(random.next() % UInt64(pieces.count))]
+            }
+            var kept = ConsoleTranscript()
+            var fresh = ConsoleTranscript()
+            var search = try ConsoleTranscript.Search(pattern)
+            var offset = 0
+            while offset < screen.count {
+                let piece = screen[offset..<min(screen.count, offset + 1 + Int(random.next() % 5))]
+                offset += piece.count
+                kept.append(piece)
+                fresh.append(piece)
+                let expected = try fresh.take(through: pattern)
+                #expect(kept.take(&search) == expected, "\(pattern) in \(screen)")
+                #expect(kept.pendingBytes == fresh.pendingBytes)
+                matches += expected == nil ? 0 : 1
+            }
+        }
+        #expect(matches > 20, "the cases match often enough to mean something")
+    }
+
     @Test("the tail is the last bytes seen, as text")
     func tail() {
         var transcript = ConsoleTranscript()
@@ -128,3 +167,4 @@ struct ConsoleCommandFenceTests {
         #expect(nonces.allSatisfy { $0.count == 16 && $0.allSatisfy(\.isHexDigit) })
     }
 }
+

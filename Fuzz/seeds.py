@@ -151,6 +151,15 @@ containers:
           "sessions: {postExitDrainSeconds: .nan}\ngrpc: {maxMessageBytes: 9223372036854775807}\n")
 
 
+def console_seeds():
+    # What a shell on a terminal prints for one fenced command (nonce 0123abcd, as the target's).
+    echo = "$ printf '%s%s\\n' ESB_ 0123abcd; { echo hi\r\n> }; printf '\\n%s%s:%s\\n' ESE_ 0123abcd \"$?\"\r\n"
+    write("console-output", "fenced-command", echo + "ESB_0123abcd\r\nhi\r\n\r\nESE_0123abcd:0\r\n$ ")
+    write("console-output", "fence-like-output-no-final-newline",
+          echo + "ESB_0123abcd\r\nESE_ffffffff:0\r\ngot [x]\r\n$ mid-line $ \r\nESE_0123abcd:9 inline\r\nno newline\r\nESE_0123abcd:1\r\n$ ")
+    write("console-output", "invalid-utf8", b"\xff\xe2\x82\xac\xe2\x82 got [\xc3\xa9]\r\n123\r\n$ ESB_0123abcd\r\n\xf0\x9f\r\nESE_0123abcd:127\r\n")
+
+
 if __name__ == "__main__":
     spdy_seeds()
     websocket_seeds()
@@ -160,3 +169,4 @@ if __name__ == "__main__":
     grpc_seeds()
     preface_seeds()
     config_seeds()
+    console_seeds()

@@ -26,6 +26,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case connectionPreface = "connection-preface"
     /// The YAML config file.
     case configurationFile = "configuration-file"
+    /// What a console prints, read by the command fence and the expectations' searches.
+    case consoleOutput = "console-output"
 
     /// Runs the target over one input.
     public func run(_ input: UnsafeRawBufferPointer) {
@@ -41,6 +43,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .grpcFraming: GRPCFuzzing.framing(bytes)
         case .connectionPreface: ConnectionPrefaceFuzzing.classify(bytes)
         case .configurationFile: ConfigurationFuzzing.parse(bytes)
+        case .consoleOutput: ConsoleOutputFuzzing.output(bytes)
         }
     }
 

@@ -287,6 +287,15 @@ def test_stdin_credit_mistakes_are_refused(runtime):
     assert stream.wait().reset_code == 1  # PROTOCOL_ERROR
     stream.close()
 
+    # A frame only the server sends, and a frame header that lies about its length: both reset
+    # the stream (PROTOCOL_ERROR), and the process goes with it.
+    for bad in (frame(native_client.STATUS, b"{}"), b"\x00\xff\xff\xff\xff" + b"x" * 64):
+        stream = NativeStream(native_client.exec_url(runtime, "demo", ["cat"], stdin=True), headers=CREDIT)
+        wait_for_window(stream, 0)
+        stream.send(bad, end=True)
+        assert stream.wait().reset_code == 1, bad[:8]
+        stream.close()
+
     # Without stdin there is no window; the command runs as ever.
     stream = NativeStream(native_client.exec_url(runtime, "demo", ["echo", "no stdin"]), headers=CREDIT)
     stream.send(b"", end=True)

@@ -112,23 +112,35 @@ struct LocalListener: Sendable {
     }
 
     /// Listeners on 127.0.0.1 and ::1 for `port` (0: a free one, the same on both). ::1 is left
-    /// out where the host has no IPv6 loopback; 127.0.0.1 must bind.
+    /// out where the host has no IPv6 loopback; 127.0.0.1 must bind. A free port that another
+    /// process holds on ::1 is given up for another one (the port is free on both, not only on
+    /// 127.0.0.1).
     static func bind(port: UInt16) async throws(ClientError) -> [LocalListener] {
-        let v4: LocalListener
-        do {
-            v4 = try await Self.bind(host: "127.0.0.1", port: port)
-        } catch {
-            throw ClientError(code: .unavailable, message: "cannot listen on 127.0.0.1:\(port): \(Self.describe(error))")
-        }
-        do {
-            return [v4, try await Self.bind(host: "::1", port: v4.port)]
-        } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL || error.errnoCode == EAFNOSUPPORT {
-            return [v4]
-        } catch {
-            try? await v4.server.channel.close()
-            throw ClientError(code: .unavailable, message: "cannot listen on [::1]:\(v4.port): \(Self.describe(error))")
+        var attempts = 0
+        while true {
+            let v4: LocalListener
+            do {
+                v4 = try await Self.bind(host: "127.0.0.1", port: port)
+            } catch {
+                throw ClientError(code: .unavailable, message: "cannot listen on 127.0.0.1:\(port): \(Self.describe(error))")
+            }
+            do {
+                return [v4, try await Self.bind(host: "::1", port: v4.port)]
+            } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL || error.errnoCode == EAFNOSUPPORT {
+                return [v4]
+            } catch {
+                try? await v4.server.channel.close()
+                attempts += 1
+                let taken = (error as? IOError)?.errnoCode == EADDRINUSE
+                guard port == 0, taken, attempts < Self.freePortAttempts else {
+                    throw ClientError(code: .unavailable, message: "cannot listen on [::1]:\(v4.port): \(Self.describe(error))")
+                }
+            }
         }
     }
+
+    /// How many free ports are tried before giving up on one free on both addresses.
+    private static let freePortAttempts = 32
 
     private static func bind(host: String, port: UInt16) async throws -> LocalListener {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

@@ -284,7 +284,7 @@ def test_port_forward_listens_on_both_loopbacks_and_forwards_every_connection(ex
                 line = forward.stdout.readline()
                 shown = f"[{address}]" if ":" in address else address
                 match = re.fullmatch(rf"Forwarding from {re.escape(shown)}:(\d+) -> {remote}\n", line)
-                assert match, line
+                assert match, line or f"port-forward ended: {forward.stderr.read()}"
                 listening.setdefault(remote, set()).add(int(match[1]))
         assert all(len(ports) == 1 for ports in listening.values()), "the same free port on both addresses"
         local = listening[http_server].pop()

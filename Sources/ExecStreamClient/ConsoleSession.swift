@@ -98,7 +98,15 @@ public final class ConsoleSession: Sendable {
             }
             let end = min(bytes.count, offset + Self.maxTypedChunk)
             await self.terminal.sendStdin(ByteBuffer(bytes: bytes[offset..<end]))
-            await self.terminal.stdinTaken()
+            switch await self.terminal.stdinTaken() {
+            case .taken:
+                break
+            case .closed:
+                throw self.failure(.ended, "the terminal did not take everything typed: the console's stdin is closed")
+            case .ended:
+                // The console's stream is over; its reason comes as soon as the reader has it.
+                throw self.failure(.ended, "the console ended before everything was typed: \(await self.endReason())")
+            }
             offset = end
         }
     }
@@ -161,6 +169,14 @@ public final class ConsoleSession: Sendable {
                 throw self.failure(.timeout, "\(what) did not come within \(timeout)")
             }
             await self.nextChange(until: deadline)
+        }
+    }
+
+    /// Why the console ended, once it has (the reader sets it right after its stream ends).
+    private func endReason() async -> String {
+        while true {
+            if let reason = self.state.withLock({ $0.ended }) { return reason }
+            await self.nextChange(until: .now + .seconds(3600))
         }
     }
 

@@ -30,9 +30,10 @@ public final class CreditedExecClient: ConsoleTerminal {
         await self.stdin.send(bytes)
     }
 
-    /// Returns once the process's stdin channel has taken every byte queued so far, or the exec
-    /// has ended.
-    public func stdinTaken() async {
+    /// Waits until the process's stdin channel has taken every byte queued so far, or they
+    /// never will be: stdin was closed, or the exec ended first.
+    @discardableResult
+    public func stdinTaken() async -> CreditedStdin.Outcome {
         await self.stdin.taken()
     }
 
@@ -95,9 +96,9 @@ public final class CreditedExecClient: ConsoleTerminal {
 public protocol ConsoleTerminal: Sendable {
     /// Queues stdin bytes.
     func sendStdin(_ bytes: ByteBuffer) async
-    /// Returns once the terminal's stdin channel has taken every byte queued so far, or the
-    /// terminal has ended.
-    func stdinTaken() async
+    /// Waits until the terminal's stdin channel has taken every byte queued so far, or they
+    /// never will be: stdin was closed, or the terminal ended first.
+    func stdinTaken() async -> CreditedStdin.Outcome
     /// Streams output until the terminal's process ends; `onReconnect` hears of each dropped
     /// connection that was taken up again.
     func run(output: (StandardStream, ByteBuffer) async -> Void, onReconnect: (ClientError) -> Void) async throws(ClientError) -> RemoteCommandResult

@@ -58,10 +58,20 @@ public final class CreditedStdin: Sendable {
         self.wakeSender()
     }
 
-    /// Returns once the server has said that the container's stdin channel took every byte
-    /// queued so far (or stdin is closed, or the stream has ended): what a console needs before
-    /// it types more.
-    public func taken() async {
+    /// What became of the stdin queued before a `taken()`.
+    public enum Outcome: Hashable, Sendable {
+        /// The container's stdin channel has every byte.
+        case taken
+        /// The server closed stdin: what was pending is dropped.
+        case closed
+        /// The stream ended for good before the channel took everything.
+        case ended
+    }
+
+    /// Waits until the server has said that the container's stdin channel took every byte
+    /// queued so far, or they never will be taken. What a console needs before it types more.
+    @discardableResult
+    public func taken() async -> Outcome {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let done = self.state.withLock { state -> Bool in
                 guard !state.finished, state.replay.pendingByteCount > 0, !state.replay.isClosedByServer else { return true }
@@ -69,6 +79,10 @@ public final class CreditedStdin: Sendable {
                 return false
             }
             if done { continuation.resume() }
+        }
+        return self.state.withLock { state in
+            if state.replay.isClosedByServer { return .closed }
+            return state.replay.pendingByteCount == 0 ? .taken : .ended
         }
     }
 

@@ -72,9 +72,11 @@ public final class ResumableAttachClient: Sendable {
         await self.stdin.send(bytes)
     }
 
-    /// Returns once the server has said that the container took every stdin byte queued so far
-    /// (its stdin window), or the attach has ended: what a console needs before it types more.
-    public func stdinTaken() async {
+    /// Waits until the server has said that the container took every stdin byte queued so far
+    /// (its stdin window), or they never will be: stdin was closed, or the attach ended first.
+    /// What a console needs before it types more.
+    @discardableResult
+    public func stdinTaken() async -> CreditedStdin.Outcome {
         await self.stdin.taken()
     }
 

@@ -89,8 +89,10 @@ public final class ConsoleSession: Sendable {
     }
 
     /// Types `bytes` in chunks the terminal can hold, each once the terminal has taken the one
-    /// before; returns once it has taken them all.
-    public func send(_ bytes: [UInt8]) async throws(Failure) {
+    /// before; returns once it has taken them all. Fails with `timeout` if it has not within
+    /// `timeout` (a process that does not read its terminal).
+    public func send(_ bytes: [UInt8], timeout: Duration = .seconds(30)) async throws(Failure) {
+        let deadline = ContinuousClock.now + max(timeout, .zero)
         var offset = 0
         while offset < bytes.count {
             if let reason = self.state.withLock({ $0.ended }) {
@@ -98,9 +100,11 @@ public final class ConsoleSession: Sendable {
             }
             let end = min(bytes.count, offset + Self.maxTypedChunk)
             await self.terminal.sendStdin(ByteBuffer(bytes: bytes[offset..<end]))
-            switch await self.terminal.stdinTaken() {
+            switch await self.terminal.stdinTaken(before: deadline) {
             case .taken:
                 break
+            case .timedOut:
+                throw self.failure(.timeout, "the terminal did not take what was typed within \(timeout) (\(offset) of \(bytes.count) bytes taken)")
             case .closed:
                 throw self.failure(.ended, "the terminal did not take everything typed: the console's stdin is closed")
             case .ended:
@@ -132,14 +136,14 @@ public final class ConsoleSession: Sendable {
     public func run(_ command: String, input: [UInt8]? = nil, timeout: Duration) async throws(Failure) -> ConsoleCommandFence.Result {
         let fence = ConsoleCommandFence.random()
         let deadline = ContinuousClock.now + timeout
-        try await self.send(Array(fence.input(for: command).utf8))
+        try await self.send(Array(fence.input(for: command).utf8), timeout: deadline - .now)
         // Each arrival is searched once, however much the command prints.
         var scan = ConsoleCommandFence.Scan()
         if let input {
             try await self.wait(for: "the start of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
                 fence.hasStarted(in: transcript, scan: &scan) ? () : nil
             }
-            try await self.send(input)
+            try await self.send(input, timeout: deadline - .now)
         }
         let result = try await self.wait(for: "the end of \(JSONWriter.quoted(command))", timeout: deadline - .now) { transcript in
             fence.take(from: &transcript, scan: &scan)

@@ -30,11 +30,11 @@ public final class CreditedExecClient: ConsoleTerminal {
         await self.stdin.send(bytes)
     }
 
-    /// Waits until the process's stdin channel has taken every byte queued so far, or they
-    /// never will be: stdin was closed, or the exec ended first.
+    /// Waits until the process's stdin channel has taken every byte queued so far, they never
+    /// will be (stdin was closed, or the exec ended first), or `deadline` passes.
     @discardableResult
-    public func stdinTaken() async -> CreditedStdin.Outcome {
-        await self.stdin.taken()
+    public func stdinTaken(before deadline: ContinuousClock.Instant? = nil) async -> CreditedStdin.Outcome {
+        await self.stdin.taken(before: deadline)
     }
 
     /// Ends stdin after every byte queued before.
@@ -96,9 +96,9 @@ public final class CreditedExecClient: ConsoleTerminal {
 public protocol ConsoleTerminal: Sendable {
     /// Queues stdin bytes.
     func sendStdin(_ bytes: ByteBuffer) async
-    /// Waits until the terminal's stdin channel has taken every byte queued so far, or they
-    /// never will be: stdin was closed, or the terminal ended first.
-    func stdinTaken() async -> CreditedStdin.Outcome
+    /// Waits until the terminal's stdin channel has taken every byte queued so far, they never
+    /// will be (stdin was closed, or the terminal ended first), or `deadline` passes.
+    func stdinTaken(before deadline: ContinuousClock.Instant?) async -> CreditedStdin.Outcome
     /// Streams output until the terminal's process ends; `onReconnect` hears of each dropped
     /// connection that was taken up again.
     func run(output: (StandardStream, ByteBuffer) async -> Void, onReconnect: (ClientError) -> Void) async throws(ClientError) -> RemoteCommandResult

@@ -21,12 +21,25 @@ public final class CreditedStdin: Sendable {
         var replay = StdinReplayBuffer()
         /// `send` callers waiting for the buffer to have room.
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
-        /// `taken` callers waiting for the buffer to empty.
-        var takenWaiters: [CheckedContinuation<Void, Never>] = []
+        /// `taken` callers waiting for the buffer to empty, by a number of their own (so a
+        /// deadline wakes only its caller).
+        var takenWaiters: [Int: TakenWaiter] = [:]
+        var nextWaiter = 0
         /// Wakes the current stream's sender.
         var wakeSender: AsyncStream<Void>.Continuation?
         /// The stream has ended for good: stdin is taken no more.
         var finished = false
+    }
+
+    /// A `taken` caller, and the timer of its deadline.
+    private struct TakenWaiter {
+        var continuation: CheckedContinuation<Void, Never>
+        var timer: Task<Void, Never>?
+
+        func resume() {
+            self.timer?.cancel()
+            self.continuation.resume()
+        }
     }
 
     private let state = Mutex(State())
@@ -66,23 +79,34 @@ public final class CreditedStdin: Sendable {
         case closed
         /// The stream ended for good before the channel took everything.
         case ended
+        /// The deadline passed first: the bytes are still pending (the process is not reading).
+        case timedOut
     }
 
     /// Waits until the server has said that the container's stdin channel took every byte
-    /// queued so far, or they never will be taken. What a console needs before it types more.
+    /// queued so far, they never will be taken, or `deadline` passes. What a console needs
+    /// before it types more.
     @discardableResult
-    public func taken() async -> Outcome {
+    public func taken(before deadline: ContinuousClock.Instant? = nil) async -> Outcome {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = self.state.withLock { state -> Bool in
-                guard !state.finished, state.replay.pendingByteCount > 0, !state.replay.isClosedByServer else { return true }
-                state.takenWaiters.append(continuation)
-                return false
+            self.state.withLock { state in
+                guard !state.finished, state.replay.pendingByteCount > 0, !state.replay.isClosedByServer else { return continuation.resume() }
+                state.nextWaiter += 1
+                let waiter = state.nextWaiter
+                // The deadline is a limit on the wait, not a wait for an event.
+                let timer = deadline.map { deadline in
+                    Task {
+                        guard (try? await Task.sleep(until: deadline)) != nil else { return }
+                        self.state.withLock { $0.takenWaiters.removeValue(forKey: waiter) }?.resume()
+                    }
+                }
+                state.takenWaiters[waiter] = TakenWaiter(continuation: continuation, timer: timer)
             }
-            if done { continuation.resume() }
         }
         return self.state.withLock { state in
             if state.replay.isClosedByServer { return .closed }
-            return state.replay.pendingByteCount == 0 ? .taken : .ended
+            if state.replay.pendingByteCount == 0 { return .taken }
+            return state.finished ? .ended : .timedOut
         }
     }
 
@@ -138,31 +162,33 @@ public final class CreditedStdin: Sendable {
 
     /// The stream ended for good: waiting callers go on, and nothing more is taken.
     func finish() {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (space, taken) = self.state.withLock { state -> ([CheckedContinuation<Void, Never>], [TakenWaiter]) in
             state.finished = true
             defer {
                 state.spaceWaiters = []
-                state.takenWaiters = []
+                state.takenWaiters = [:]
             }
-            return state.spaceWaiters + state.takenWaiters
+            return (state.spaceWaiters, Array(state.takenWaiters.values))
         }
-        waiters.forEach { $0.resume() }
+        space.forEach { $0.resume() }
+        taken.forEach { $0.resume() }
     }
 
     /// Applies a change to the replay buffer, then lets waiting callers and the sender go on.
     private func changed(_ change: (inout StdinReplayBuffer) -> Void) {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (space, taken) = self.state.withLock { state -> ([CheckedContinuation<Void, Never>], [TakenWaiter]) in
             change(&state.replay)
-            var waiters: [CheckedContinuation<Void, Never>] = []
+            var taken: [TakenWaiter] = []
             if state.replay.pendingByteCount == 0 || state.replay.isClosedByServer {
-                waiters += state.takenWaiters
-                state.takenWaiters = []
+                taken = Array(state.takenWaiters.values)
+                state.takenWaiters = [:]
             }
-            guard state.replay.pendingByteCount < Self.maxBufferedBytes else { return waiters }
+            guard state.replay.pendingByteCount < Self.maxBufferedBytes else { return ([], taken) }
             defer { state.spaceWaiters = [] }
-            return waiters + state.spaceWaiters
+            return (state.spaceWaiters, taken)
         }
-        waiters.forEach { $0.resume() }
+        space.forEach { $0.resume() }
+        taken.forEach { $0.resume() }
         self.wakeSender()
     }
 

@@ -73,11 +73,11 @@ public final class ResumableAttachClient: Sendable {
     }
 
     /// Waits until the server has said that the container took every stdin byte queued so far
-    /// (its stdin window), or they never will be: stdin was closed, or the attach ended first.
-    /// What a console needs before it types more.
+    /// (its stdin window), they never will be (stdin was closed, or the attach ended first), or
+    /// `deadline` passes. What a console needs before it types more.
     @discardableResult
-    public func stdinTaken() async -> CreditedStdin.Outcome {
-        await self.stdin.taken()
+    public func stdinTaken(before deadline: ContinuousClock.Instant? = nil) async -> CreditedStdin.Outcome {
+        await self.stdin.taken(before: deadline)
     }
 
     /// Ends stdin after every byte queued before.

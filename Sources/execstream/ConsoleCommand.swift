@@ -15,7 +15,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         abstract: "Drive a container's console (its main process on a terminal, or a shell started by --exec) with send, expect and run steps.",
         discussion: """
             Reads one JSON object per line on stdin (or from --script FILE) and writes one per step \
-            on stdout: {"send":"text"} types text and answers once the terminal has taken it; \
+            on stdout: {"send":"text","timeout":30} types text and answers once the terminal has taken it; \
             {"expect":"text","regex":false,"timeout":30} waits for the text and takes the output up \
             to it ({"ok":true,"before":…,"match":…}); {"run":"command","input":"line\\n","timeout":30} \
             runs one line of shell between two fences (typing the optional input once it has \
@@ -154,29 +154,27 @@ struct ConsoleCommand: AsyncParsableCommand {
 
     /// One step, as its answer.
     static func perform(_ line: String, on console: ConsoleSession) async -> [String: Any] {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-            return Self.failure("invalid_step", "a step is one JSON object per line, not \(line.prefix(80))")
-        }
-        let timeout = Duration.milliseconds(Int64(((object["timeout"] as? Double) ?? 30) * 1000))
+        let step: ConsoleStep
         do {
-            if let text = object["send"] as? String {
-                try await console.send(Array(text.utf8))
+            step = try ConsoleStep.parse(line)
+        } catch {
+            return Self.failure("invalid_step", error.message)
+        }
+        do {
+            switch step {
+            case .send(let text, let timeout):
+                try await console.send(Array(text.utf8), timeout: timeout)
                 return ["ok": true]
-            }
-            if let text = object["expect"] as? String {
-                let pattern: ConsoleTranscript.Pattern = object["regex"] as? Bool == true ? .regularExpression(text) : .literal(text)
+            case .expect(let pattern, let timeout):
                 let match = try await console.expect(pattern, timeout: timeout)
                 return ["ok": true, "before": Self.text(match.before), "match": Self.text(match.matched)]
-            }
-            if let command = object["run"] as? String {
-                let input = (object["input"] as? String).map { Array($0.utf8) }
-                let result = try await console.run(command, input: input, timeout: timeout)
+            case .run(let command, let input, let timeout):
+                let result = try await console.run(command, input: input.map { Array($0.utf8) }, timeout: timeout)
                 return ["ok": true, "output": Self.text(result.output), "exitCode": result.exitStatus]
             }
         } catch {
             return Self.failure(error.code.rawValue, error.message, tail: error.tail)
         }
-        return Self.failure("invalid_step", "a step has \"send\", \"expect\" or \"run\"")
     }
 
     private static func failure(_ code: String, _ message: String, tail: String? = nil) -> [String: Any] {

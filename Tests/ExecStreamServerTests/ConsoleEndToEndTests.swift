@@ -36,6 +36,20 @@ struct ConsoleEndToEndTests {
         }
     }
 
+    @Test("a process that reads nothing: stdin is taken up to the channel's watermark, then the deadline answers")
+    func stdinTakenTimesOut() async throws {
+        try await InProcessServer.with { server in
+            let exec = try await self.creditedExec(server, ["sleep", "600"], tty: false)
+            let runner = Task { try await exec.run(output: { _, _ in }) }
+            defer { runner.cancel() }
+            // 2 MiB: more than the pipe, the stdin window and the channel's 1 MiB watermark hold.
+            for _ in 0..<64 {
+                await exec.sendStdin(ByteBuffer(repeating: 0x61, count: 32 << 10))
+            }
+            #expect(await exec.stdinTaken(before: .now + .milliseconds(500)) == .timedOut)
+        }
+    }
+
     @Test("typing into a console whose process has gone ends in an `ended` failure, not a hang")
     func typingAfterTheEnd() async throws {
         try await InProcessServer.with { server in

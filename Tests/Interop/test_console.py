@@ -197,3 +197,42 @@ def test_a_command_without_exec_is_a_usage_error(execstream_bin, console_server)
         capture_output=True, text=True, timeout=60, input="",
     )
     assert result.returncode == 64 and "a command is started only with --exec" in result.stderr
+
+
+def test_steps_that_are_not_steps_get_a_clear_answer_and_the_console_goes_on(execstream_bin, console_server):
+    driver = Driver(execstream_bin, console_server, **CONSOLES["exec-sh"])
+    bad = [
+        ({"expect": "x", "timeout": 1e300}, '"timeout" must be a number of seconds from 0 to 1000000'),
+        ({"expect": "x", "timeout": -1}, '"timeout" must be a number'),
+        ({"expect": "x", "timeout": "30"}, '"timeout" must be a number'),
+        ({"expect": "x", "timeout": True}, '"timeout" must be a number'),
+        ({"expect": "x", "regex": 1}, '"regex" must be true or false'),
+        ({"send": "a", "run": "b"}, 'exactly one of "send", "expect" or "run"'),
+        ({}, 'exactly one of "send", "expect" or "run"'),
+        ({"send": 5}, '"send" must be a string'),
+        ({"run": "true", "input": ["x"]}, '"input" must be a string'),
+        ({"run": "true", "imput": "x"}, 'a "run" step has no "imput"'),
+    ]
+    for step, message in bad:
+        answer = driver.step(**step)
+        assert answer["ok"] is False and answer["error"]["code"] == "invalid_step" and message in answer["error"]["message"], step
+    for line in (b"[1]", b'"run"', b"not json", b'{"run": "\xff\xfe"'):
+        driver.process.stdin.flush()
+        driver.process.stdin.buffer.write(line + b"\n")
+        driver.process.stdin.buffer.flush()
+        answer = json.loads(driver.process.stdout.readline())
+        assert answer["error"]["code"] == "invalid_step" and "one JSON object per line" in answer["error"]["message"]
+    assert driver.step(run="echo still fine", timeout=30) == {"ok": True, "output": "still fine\r\n", "exitCode": 0}
+    assert driver.close() == 0
+
+
+def test_send_times_out_when_the_terminal_takes_nothing_more(execstream_bin, console_server):
+    """The foreground process does not read: the terminal's buffers and the stdin channel fill,
+    the stdin window stops, and send answers `timeout` with how much was taken, never hangs."""
+    driver = Driver(execstream_bin, console_server, **CONSOLES["exec-sh"])
+    assert driver.step(send="sleep 600\n") == {"ok": True}
+    answer = driver.step(send=("x" * 63 + "\n") * (1 << 15), timeout=2)
+    assert answer["ok"] is False and answer["error"]["code"] == "timeout", answer
+    assert "did not take what was typed within 2.0 seconds" in answer["error"]["message"]
+    assert "of 2097152 bytes taken" in answer["error"]["message"]
+    assert driver.close() == 0

@@ -2,7 +2,9 @@
 """The naive way to drive a console, measured (issue 15): the stress test's workload (8 consoles
 in parallel, 500 commands each, every core busy), but each command typed and then the next prompt
 ("$ ") awaited, the output taken as what lies between the echo's line and that prompt. This is
-what suites without fences do. Prints the failure rate by kind of command; nothing is asserted.
+what suites without fences do. Prints the failure rate by kind of command, and beside it the same
+workload through fenced `run` steps (four consoles attached, four started by exec): commands,
+bytes, seconds and failures. Nothing is asserted.
 
     EXECSTREAM_BIN=.build/release/execstream .venv/bin/python Benchmarks/console_naive.py
 """
@@ -17,6 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "Tests" / "
 from conftest import start_server, stop_server  # noqa: E402
 from console_workload import CPULoad, console_containers, workload  # noqa: E402
 from test_console import Driver  # noqa: E402
+from test_console_stress import drive  # noqa: E402
 
 SESSIONS = 8
 KINDS = ["short", "no final newline", "fence-like text", "non-zero exit", "reads stdin", "prompt-like text", "2 MB or seq"]
@@ -63,12 +66,34 @@ def measure(binary, skip_prompt_like):
             print(f"  {kind:18} {total[kind]:5} wrong")
 
 
+def fenced(binary):
+    """The same workload, fenced: what the driver is for."""
+    import time
+
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="console-fenced-"))
+    (directory / "config.yaml").write_text("containers:\n" + console_containers(SESSIONS))
+    server = start_server(binary, str(directory / "s.sock"), "--config", str(directory / "config.yaml"))
+    try:
+        started = time.monotonic()
+        with CPULoad(), concurrent.futures.ThreadPoolExecutor(SESSIONS) as pool:
+            results = list(pool.map(lambda session: drive(binary, server, session), range(SESSIONS)))
+        elapsed = time.monotonic() - started
+    finally:
+        stop_server(server)
+    commands = sum(result[0] for result in results)
+    size = sum(result[1] for result in results)
+    failures = sum(len(result[2]) for result in results)
+    print(f"fenced driver, the whole workload: {failures} of {commands} commands wrong, {size} output bytes, "
+          f"{elapsed:.1f} s ({commands / elapsed:.0f} commands/s)")
+
+
 def main():
     binary = os.environ.get("EXECSTREAM_BIN", ".build/release/execstream")
     # Once one output holds the prompt, every later command is read one step off: the cascade.
     measure(binary, skip_prompt_like=False)
     # Without such output, what is left is what the prompt alone cannot tell apart.
     measure(binary, skip_prompt_like=True)
+    fenced(binary)
 
 
 if __name__ == "__main__":

@@ -159,15 +159,22 @@ public final class ConsoleSession: Sendable {
     // MARK: Waiting
 
     /// Takes from the transcript with `take` until it gives something, the console ends, or
-    /// `timeout` passes.
+    /// `timeout` passes. `take` searches a copy, outside the lock, so output goes on arriving
+    /// while a regular expression is searched; only appends happen meanwhile, so what `take`
+    /// took from the copy's front is then dropped from the transcript's.
     private func wait<Value>(for what: String, timeout: Duration, _ take: (inout ConsoleTranscript) -> Value?) async throws(Failure) -> Value {
         let deadline = ContinuousClock.now + max(timeout, .zero)
         while true {
-            let (value, ended) = self.state.withLock { state in
+            let (snapshot, ended) = self.state.withLock { state in
                 state.changed = false
-                return (take(&state.transcript), state.ended)
+                return (state.transcript, state.ended)
             }
-            if let value { return value }
+            var transcript = snapshot
+            if let value = take(&transcript) {
+                let taken = snapshot.pendingCount - transcript.pendingCount
+                self.state.withLock { $0.transcript.discard(upTo: taken) }
+                return value
+            }
             if let ended { throw self.failure(.ended, "the console ended while waiting for \(what): \(ended)") }
             guard ContinuousClock.now < deadline else {
                 throw self.failure(.timeout, "\(what) did not come within \(timeout)")

@@ -102,8 +102,9 @@ public struct ConsoleTranscript: Sendable {
         index >= 0 && index < self.pending.count ? self.pending[index] : nil
     }
 
-    /// Drops the first `count` pending bytes (taken by a fence).
-    mutating func discard(upTo count: Int) {
+    /// Drops the first `count` pending bytes: what a step took, or what it took from a copy of
+    /// this transcript that was searched while output went on arriving here.
+    public mutating func discard(upTo count: Int) {
         self.pending.removeFirst(count)
     }
 

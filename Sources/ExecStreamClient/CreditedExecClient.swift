@@ -3,13 +3,15 @@ public import ExecStreamProtos
 public import NIOCore
 
 /// An exec whose stdin is under the server's credit (`execstream-stdin-credit: 1`, PROTOCOLS.md
-/// §9): `stdinTaken` says when the process's stdin channel has everything sent so far. It is
+/// §9): `stdinTaken` says when the process's stdin channel has everything sent so far, or that
+/// it never will. It is
 /// what a console started by exec runs over (`ConsoleSession`), where typing must wait for the
 /// terminal. An exec ends with its stream: it is never taken up again, and leaving it (cancelling
 /// `run`) resets the stream, so the server kills the process group.
 public final class CreditedExecClient: ConsoleTerminal {
     private let stream: NativeStreamClient
-    private let stdin = CreditedStdin()
+    /// The exec's stdin (`sendStdin`, `stdinTaken`, `closeStdin`).
+    public let stdin = CreditedStdin()
 
     private init(stream: NativeStreamClient) {
         self.stream = stream
@@ -22,24 +24,6 @@ public final class CreditedExecClient: ConsoleTerminal {
     {
         let url = try await client.exec(request).url
         return CreditedExecClient(stream: try await NativeStreamClient.open(url: url, on: client.connection, terminalSize: terminalSize, stdinCredit: true))
-    }
-
-    /// Queues stdin bytes; waits while `CreditedStdin.maxBufferedBytes` already wait for the
-    /// server.
-    public func sendStdin(_ bytes: ByteBuffer) async {
-        await self.stdin.send(bytes)
-    }
-
-    /// Waits until the process's stdin channel has taken every byte queued so far, they never
-    /// will be (stdin was closed, or the exec ended first), or `deadline` passes.
-    @discardableResult
-    public func stdinTaken(before deadline: ContinuousClock.Instant? = nil) async -> CreditedStdin.Outcome {
-        await self.stdin.taken(before: deadline)
-    }
-
-    /// Ends stdin after every byte queued before.
-    public func closeStdin() {
-        self.stdin.close()
     }
 
     /// Streams until the command's status arrives, handing each output byte to `output` in
@@ -90,18 +74,3 @@ public final class CreditedExecClient: ConsoleTerminal {
         )
     }
 }
-
-/// A terminal a console runs over: its output, and stdin that says when it was taken
-/// (`ResumableAttachClient` for an attach, `CreditedExecClient` for an exec).
-public protocol ConsoleTerminal: Sendable {
-    /// Queues stdin bytes.
-    func sendStdin(_ bytes: ByteBuffer) async
-    /// Waits until the terminal's stdin channel has taken every byte queued so far, they never
-    /// will be (stdin was closed, or the terminal ended first), or `deadline` passes.
-    func stdinTaken(before deadline: ContinuousClock.Instant?) async -> CreditedStdin.Outcome
-    /// Streams output until the terminal's process ends; `onReconnect` hears of each dropped
-    /// connection that was taken up again.
-    func run(output: (StandardStream, ByteBuffer) async -> Void, onReconnect: (ClientError) -> Void) async throws(ClientError) -> RemoteCommandResult
-}
-
-extension ResumableAttachClient: ConsoleTerminal {}

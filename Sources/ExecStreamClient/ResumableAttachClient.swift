@@ -50,8 +50,9 @@ public final class ResumableAttachClient: Sendable {
     private let request: Runtime_V1_AttachRequest
     private let policy: ReconnectPolicy
     private let state: Mutex<State>
-    /// Stdin, kept until the container's channel has it, across connections.
-    private let stdin = CreditedStdin()
+    /// Stdin, kept until the container's channel has it, across connections (`sendStdin`,
+    /// `stdinTaken`, `closeStdin`).
+    public let stdin = CreditedStdin()
 
     /// An attach described by `request` (its stdin, stdout, stderr and tty flags), over
     /// connections made by `connect`. `terminalSize` is applied before the first output.
@@ -66,24 +67,6 @@ public final class ResumableAttachClient: Sendable {
 
     /// Connections that broke and were replaced so far.
     public var reconnectCount: Int { self.state.withLock { $0.reconnectCount } }
-
-    /// Queues stdin bytes; waits while `maxBufferedStdinBytes` are already waiting for the server.
-    public func sendStdin(_ bytes: ByteBuffer) async {
-        await self.stdin.send(bytes)
-    }
-
-    /// Waits until the server has said that the container took every stdin byte queued so far
-    /// (its stdin window), they never will be (stdin was closed, or the attach ended first), or
-    /// `deadline` passes. What a console needs before it types more.
-    @discardableResult
-    public func stdinTaken(before deadline: ContinuousClock.Instant? = nil) async -> CreditedStdin.Outcome {
-        await self.stdin.taken(before: deadline)
-    }
-
-    /// Ends stdin after every byte queued before.
-    public func closeStdin() {
-        self.stdin.close()
-    }
 
     /// Resizes the terminal (now, and on every connection after).
     public func resize(_ size: TerminalSize) async {

@@ -96,7 +96,7 @@ final class OutputCollector: Sendable {
     private let bytes = Mutex(ByteBuffer())
 
     func append(_ buffer: ByteBuffer) {
-        self.bytes.withLock { $0.writeImmutableBuffer(buffer) }
+        self.bytes.withLock { _ = $0.writeImmutableBuffer(buffer) }
     }
 
     var text: String { self.bytes.withLock { String(buffer: $0) } }
